@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Crash-safe file primitives: every visible file is complete (write temp, fsync, rename, fsync dir)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import json
+import os
+import uuid
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(path):
+    """A sibling name for a temporary file that no other writer picks."""
+    directory, base = os.path.split(path)
+    return os.path.join(directory, '.%s.tmp-%s' % (base, uuid.uuid4().hex[:12]))
+
+
+def atomic_write(path, data, mode=0o644, sync=True):
+    """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix."""
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    if sync:
+        fsync_dir(os.path.dirname(path) or '.')
+
+
+def dump_json(obj):
+    return json.dumps(obj, indent=1, sort_keys=True).encode('utf-8') + b'\n'
+
+
+def atomic_write_json(path, obj, mode=0o644):
+    atomic_write(path, dump_json(obj), mode=mode)
+
+
+def read_json(path, default=None):
+    """The decoded JSON at ``path``, or ``default`` when the file does not exist."""
+    try:
+        with open(path, 'rb') as handle:
+            return json.loads(handle.read().decode('utf-8'))
+    except (IOError, OSError) as exc:
+        if exc.errno == errno.ENOENT:
+            return default
+        raise
+
+
+def makedirs(path, mode=0o755):
+    try:
+        os.makedirs(path, mode)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST or not os.path.isdir(path):
+            raise
+
+
+def remove_file(path):
+    """Unlink ``path``; a missing file is not an error (the goal is its absence)."""
+    try:
+        os.unlink(path)
+        return True
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise

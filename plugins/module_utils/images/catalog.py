@@ -1,0 +1,397 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Images across the stores of a host: find, import, copy, update, delete (the logic of ``image``).
+
+An image is one id with a record in every store that holds it; ``locations`` are discovered by
+reading the stores, never kept in one place. Transfers lock the image in every target store, write
+the slices, then the slice list, then flip the record to ``active``: a crash or a failure never
+leaves an incomplete image visible as active.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import hashlib
+import uuid
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
+    ImageError, InvalidArgument, SourceError, StoreError)
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
+    check_image_id, check_image_name, parse_checksum)
+from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import (
+    CONTAINER_FORMATS, DISK_FORMATS, check_declared)
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.records import (
+    MUTABLE_FIELDS, ImageView, digest_of, new_record)
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.pipeline import StoreSink
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import make_source
+
+LOCK_REFRESH_SLICES = 64
+
+
+class Catalog:
+    """The images of every store declared in a registry."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.stores = dict((store.name, store) for store in registry.open_all())
+
+    def store(self, name):
+        if name not in self.stores:
+            self.registry.open(name)  # raises the "not declared" error with the list of known stores
+        return self.stores[name]
+
+    def _connected(self, names=None):
+        for name in sorted(names if names is not None else self.stores):
+            store = self.store(name)
+            if store.identity is not None:
+                yield store
+
+    def images(self, store_names=None):
+        copies = {}
+        for store in self._connected(store_names):
+            for image_id in store.backend.image_ids():
+                record = store.backend.read_record(image_id)
+                if record:
+                    copies.setdefault(image_id, {})[store.name] = record
+        return dict((image_id, ImageView(image_id, found, self.stores)) for image_id, found in copies.items())
+
+    def find(self, image_id=None, name=None):
+        """The ImageView for an id, or for a name that must be unambiguous; None when absent."""
+        if image_id:
+            copies = {}
+            for store in self._connected():
+                record = store.backend.read_record(image_id)
+                if record:
+                    copies[store.name] = record
+            return ImageView(image_id, copies, self.stores) if copies else None
+        matches = [view for view in self.images().values() if view.reference().get('name') == name]
+        if len(matches) > 1:
+            raise ImageError("%d images are named '%s' (ids %s): pass id: to say which one"
+                             % (len(matches), name, ', '.join(sorted(view.id for view in matches))))
+        return matches[0] if matches else None
+
+
+def _locked(stack, stores, image_id):
+    """Lock the image in every store, in a fixed order so that two runs cannot deadlock."""
+    locks = []
+    for store in sorted(stores, key=lambda s: s.name):
+        locks.append(stack.enter_context(store.backend.image_lock(image_id)))
+    return locks
+
+
+def _central_first(stores):
+    return sorted(stores, key=lambda store: (store.site_role != 'central', store.name))
+
+
+class ImageRequest:
+    """Desired state of one image, from the module's parameters."""
+
+    def __init__(self, catalog, params):
+        self.catalog = catalog
+        self.params = params
+        self.image_id = check_image_id(params['id']) if params.get('id') else None
+        self.name = check_image_name(params['name']) if params.get('name') else None
+        if not self.image_id and not self.name:
+            raise InvalidArgument('give the image a name: (or an id:)')
+        self.checksum = parse_checksum(params['checksum']) if params.get('checksum') else None
+        disk_format = params.get('disk_format')
+        if disk_format and disk_format not in DISK_FORMATS:
+            raise InvalidArgument("disk_format '%s' is unknown: use one of %s" % (disk_format, ', '.join(DISK_FORMATS)))
+        container_format = params.get('container_format') or 'bare'
+        if container_format not in CONTAINER_FORMATS:
+            raise InvalidArgument("container_format '%s' is unknown: use one of %s" % (container_format, ', '.join(CONTAINER_FORMATS)))
+        self.allow_failure = bool(params.get('allow_failure'))
+        self.actions = []
+        self.failed_import = []
+        self.released = 0
+        self.before = {}
+        self.after = {}
+
+    # ---- helpers
+    def _targets(self):
+        if self.params.get('all_stores'):
+            return [self.catalog.store(name) for name in sorted(self.catalog.stores)]
+        names = []
+        for name in self.params.get('stores') or []:
+            if name not in names:
+                names.append(name)
+        return [self.catalog.store(name) for name in names]
+
+    def _metadata(self):
+        return dict((field, self.params.get(field)) for field in MUTABLE_FIELDS)
+
+    def _check_edge_rule(self, targets, holding):
+        centrals = [store.name for store in self.catalog.stores.values() if store.site_role == 'central']
+        edges = [store.name for store in targets if store.site_role == 'edge']
+        if edges and centrals and not (set(centrals) & (set(holding) | set(store.name for store in targets))):
+            raise ImageError("store%s %s %s at the edge: the central store (%s) must hold the image first; add it to stores:"
+                             % ('s' if len(edges) > 1 else '', ', '.join(edges), 'are' if len(edges) > 1 else 'is',
+                                ', '.join(centrals)))
+
+    @staticmethod
+    def _summary(record, stores):
+        summary = dict((field, record.get(field)) for field in ('name',) + MUTABLE_FIELDS)
+        summary['stores'] = sorted(stores)
+        return summary
+
+    # ---- state: present
+    def present(self, check_mode):
+        view = self.catalog.find(self.image_id, self.name)
+        targets = self._targets()
+        if view is None:
+            return self._create(targets, check_mode)
+        return self._converge(view, targets, check_mode)
+
+    def _create(self, targets, check_mode):
+        src = self.params.get('src')
+        if not src:
+            raise ImageError("image '%s' is in no store and no src: was given: give src: to import it"
+                             % (self.name or self.image_id))
+        if not targets:
+            raise InvalidArgument('give stores: (a list of store names) or all_stores: true to say where to import the image')
+        if not self.name:
+            raise InvalidArgument('a new image needs a name:')
+        self._check_edge_rule(targets, [])
+        for store in targets:
+            store.ensure_writable()
+        source = make_source(src, **self._source_options())
+        source.check()
+        image_id = self.image_id or str(uuid.uuid4())
+        self.after = self._summary(dict(self._metadata(), name=self.name), [store.name for store in targets])
+        self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in targets)))
+        if not check_mode:
+            self._import(image_id, source, targets)
+        self.image_id = image_id
+        return True
+
+    def _converge(self, view, targets, check_mode):
+        record = view.reference()
+        active = view.active_stores()
+        self.image_id = view.id
+        if self.checksum:
+            algorithm, expected = self.checksum
+            known = digest_of(record, algorithm)
+            if known is not None and known != expected:
+                raise ImageError("image '%s' (id %s) exists with %s %s, not the checksum given: a new version needs a new "
+                                 "name, or delete the old image first with state: absent" % (record.get('name'), view.id, algorithm, known))
+        self.before = self._summary(record, active)
+        missing = [store for store in targets if store.name not in active]
+        if missing:
+            self._check_edge_rule(missing, active)
+        updates = self._updates(record)
+        self.after = self._summary(dict(record, **updates), active + [store.name for store in missing])
+        changed = bool(missing or updates)
+        if missing:
+            for store in missing:
+                store.ensure_writable()
+            if active:
+                self.actions.append('copy to %s from %s' % (', '.join(store.name for store in missing), self._source_store(active).name))
+                if not check_mode:
+                    self._copy(view, missing)
+            elif self.params.get('src'):
+                # Every earlier attempt failed: import again from the source.
+                source = make_source(self.params['src'], **self._source_options())
+                source.check()
+                self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in missing)))
+                if not check_mode:
+                    self._import(view.id, source, missing)
+            else:
+                raise ImageError("image '%s' (id %s) is active in no store: give src: to import it again"
+                                 % (record.get('name'), view.id))
+        if updates:
+            self.actions.append('update %s' % ', '.join(sorted(updates)))
+            if not check_mode:
+                self._update(view.id, updates)
+        return changed
+
+    def _updates(self, record):
+        updates = {}
+        for field in MUTABLE_FIELDS:
+            value = self.params.get(field)
+            if value is not None and record.get(field) != value:
+                updates[field] = value
+        if self.image_id and self.name and record.get('name') != self.name:
+            updates['name'] = self.name
+        return updates
+
+    def _update(self, image_id, updates):
+        stores = [self.catalog.store(name) for name in self.catalog.find(image_id).active_stores()]
+        with contextlib.ExitStack() as stack:
+            _locked(stack, stores, image_id)
+            for store in stores:
+                store.ensure_writable()
+                record = store.backend.read_record(image_id)
+                record.update(updates)
+                record['updated_at'] = utc_now()
+                store.backend.write_record(image_id, record)
+
+    def _source_options(self):
+        params = self.params
+        return {'validate_certs': params.get('validate_certs', True), 'timeout': params.get('url_timeout') or 30,
+                'headers': params.get('url_headers'), 'username': params.get('url_username'),
+                'password': params.get('url_password')}
+
+    def _source_store(self, active):
+        stores = [self.catalog.store(name) for name in active]
+        return _central_first(stores)[0]
+
+    # ---- transfers
+    def _sinks(self, stack, image_id, targets, placeholder):
+        """Guard and open a writer on every (locked) target; write the 'importing' placeholder record."""
+        sinks = []
+        for store in targets:
+            stack.enter_context(store.backend.slice_guard(exclusive=False))
+            quota_bytes, quota_images = store.quota()
+            budget = None
+            if quota_images is not None or quota_bytes is not None:
+                stats = store.backend.stats()
+                if quota_images is not None and stats['image_count'] >= quota_images and store.backend.read_record(image_id) is None:
+                    raise StoreError("store '%s' quota exceeded: it holds %d images, quota.images is %d; raise the quota or delete images"
+                                     % (store.name, stats['image_count'], quota_images))
+                if quota_bytes is not None:
+                    budget = quota_bytes - stats['used']
+            store.backend.write_record(image_id, placeholder)
+            writer = store.backend.slice_writer(image_id)
+            sinks.append(StoreSink(store, writer, budget))
+        return sinks
+
+    @staticmethod
+    def _refresher(locks):
+        def refresh(index):
+            if index % LOCK_REFRESH_SLICES == 0:
+                for lock in locks:
+                    lock.refresh()
+        return refresh
+
+    def _finish(self, image_id, sinks, slice_list, record):
+        """Commit the stores that succeeded (central first), or roll everything back."""
+        failed = [sink for sink in sinks if sink.error]
+        if failed and not self.allow_failure:
+            raise StoreError('; '.join(sink.error for sink in failed) +
+                             ' (allow_failure is false: no store was changed; set allow_failure: true to keep the stores that succeeded)')
+        committed = []
+        try:
+            for sink in sorted([s for s in sinks if not s.error], key=lambda s: (s.store.site_role != 'central', s.store.name)):
+                sink.writer.commit()
+                sink.store.backend.write_slice_list(image_id, slice_list)
+                sink.store.backend.write_record(image_id, dict(record, status='active', updated_at=utc_now()))
+                committed.append(sink)
+        except (IOError, OSError) as exc:
+            if not self.allow_failure or not committed:
+                for sink in committed:
+                    self._remove_copy(sink.store, image_id, slice_list.digests())
+                raise StoreError("store '%s': commit failed (%s); no store was changed" % (sink.store.name, exc))
+            sink.error = "store '%s': commit failed (%s)" % (sink.store.name, exc)
+            failed.append(sink)
+        for sink in failed:
+            sink.writer.abort()
+            sink.store.backend.write_record(image_id, dict(record, status='killed', failure=sink.error, updated_at=utc_now()))
+            self.failed_import.append({'store': sink.store.name, 'error': sink.error})
+
+    def _transfer(self, image_id, targets, placeholder, move_data):
+        """Run ``move_data(sinks, refresh)`` into every target; undo everything on failure."""
+        sinks = []
+        with contextlib.ExitStack() as stack:
+            locks = _locked(stack, targets, image_id)
+            try:
+                sinks = self._sinks(stack, image_id, targets, placeholder)
+                record, slice_list = move_data(sinks, self._refresher(locks))
+                self._finish(image_id, sinks, slice_list, record)
+            except BaseException:
+                for sink in sinks:
+                    sink.writer.abort()
+                for store in targets:
+                    existing = store.backend.read_record(image_id)
+                    if existing is not None and existing.get('status') != 'active':
+                        store.backend.remove_image(image_id)
+                raise
+
+    def _import(self, image_id, source, targets):
+        placeholder = {'id': image_id, 'name': self.name, 'status': 'importing', 'created_at': utc_now()}
+        extra = [self.checksum[0]] if self.checksum and self.checksum[0] not in ('md5', 'sha512') else []
+        declared = self.params.get('disk_format')
+
+        def move_data(sinks, refresh):
+            reader = source.open()
+            try:
+                result = pipeline.run(reader, sinks, extra_algorithms=extra, on_slice=refresh)
+            finally:
+                reader.close()
+            if self.checksum and result.digests[self.checksum[0]] != self.checksum[1]:
+                raise SourceError('checksum mismatch for %s: %s is %s, expected %s; nothing was stored'
+                                  % (source.description, self.checksum[0], result.digests[self.checksum[0]], self.checksum[1]))
+            if declared:
+                check_declared(declared, result.report)
+            disk_format = declared or result.report.format
+            record = new_record(image_id, self.name, disk_format, self.params.get('container_format') or 'bare',
+                                self._metadata(), result.size, result.report.virtual_size, result.digests, 'active')
+            return record, result.slice_list
+
+        self._transfer(image_id, targets, placeholder, move_data)
+
+    def _copy(self, view, targets):
+        source_store = self._source_store(view.active_stores())
+        record = view.copies[source_store.name]
+        slice_list = source_store.backend.read_slice_list(view.id)
+        placeholder = dict(record, status='importing', updated_at=utc_now())
+
+        def move_data(sinks, refresh):
+            for count, digest in enumerate(sorted(slice_list.digests()), 1):
+                needing = [sink for sink in sinks if not sink.error and not sink.store.backend.has_slice(digest)]
+                if needing:
+                    data = source_store.backend.read_slice(digest)
+                    if hashlib.sha256(data).hexdigest() != digest:
+                        raise ImageError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true"
+                                         % (digest, view.id, source_store.name))
+                    for sink in needing:
+                        sink.put(digest, data)
+                    if all(sink.error for sink in sinks):
+                        raise StoreError('; '.join(sink.error for sink in sinks))
+                refresh(count)
+            return record, slice_list
+
+        self._transfer(view.id, targets, placeholder, move_data)
+
+    # ---- state: absent
+    def absent(self, check_mode):
+        view = self.catalog.find(self.image_id, self.name)
+        if view is None:
+            return False
+        self.image_id = view.id
+        listed = self.params.get('stores')
+        if listed:
+            names = [name for name in listed if self.catalog.store(name) and name in view.copies]
+        else:
+            names = sorted(view.copies)
+        record = view.reference()
+        self.before = self._summary(record, view.active_stores())
+        self.after = self._summary(record, [name for name in view.active_stores() if name not in names]) if len(names) < len(view.copies) else {}
+        if not names:
+            return False
+        if record.get('protected'):
+            raise ImageError("image '%s' (id %s) is protected: set protected: false before deleting it" % (record.get('name'), view.id))
+        targets = [self.catalog.store(name) for name in names]
+        for store in targets:
+            store.ensure_writable()
+        self.actions.append('delete from %s' % ', '.join(names))
+        if not check_mode:
+            for store in targets:
+                with store.backend.image_lock(view.id):
+                    slice_list = store.backend.read_slice_list(view.id)
+                    self.released += self._remove_copy(store, view.id, slice_list.digests() if slice_list else set())
+        return True
+
+    @staticmethod
+    def _remove_copy(store, image_id, digests):
+        with store.backend.slice_guard(exclusive=True):
+            store.backend.remove_image(image_id)
+            return store.backend.remove_unreferenced(digests)
+
+    def result(self):
+        view = self.catalog.find(self.image_id) if self.image_id else None
+        return view.describe() if view else {}
+

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Image records (Glance's fields) and how the copies of one image across stores add up to one view."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
+
+# Fields an operator may change on an existing image without touching its data.
+MUTABLE_FIELDS = ('visibility', 'protected', 'min_disk', 'min_ram', 'tags', 'properties', 'image_type')
+DEFAULTS = {'visibility': 'shared', 'protected': False, 'min_disk': 0, 'min_ram': 0, 'tags': [], 'properties': {}}
+
+
+def new_record(image_id, name, disk_format, container_format, metadata, size, virtual_size, digests, status):
+    now = utc_now()
+    record = {
+        'id': image_id, 'name': name, 'disk_format': disk_format, 'container_format': container_format,
+        'size': size, 'virtual_size': virtual_size, 'checksum': digests.get('md5'),
+        'os_hash_algo': 'sha512', 'os_hash_value': digests.get('sha512'), 'status': status,
+        'created_at': now, 'updated_at': now,
+        # digests beyond Glance's two, kept so a later run can compare a declared sha256 without re-reading data
+        'extra_digests': dict((k, v) for k, v in digests.items() if k not in ('md5', 'sha512')),
+    }
+    for field in MUTABLE_FIELDS:
+        value = metadata.get(field)
+        record[field] = DEFAULTS.get(field) if value is None else value
+    if record['image_type'] is None:
+        record['image_type'] = 'cdrom' if disk_format == 'iso' else 'os'
+    return record
+
+
+def digest_of(record, algorithm):
+    if algorithm == 'md5':
+        return record.get('checksum')
+    if algorithm == record.get('os_hash_algo'):
+        return record.get('os_hash_value')
+    return (record.get('extra_digests') or {}).get(algorithm)
+
+
+def lock_is_live(store, image_id):
+    """True when a run holds the image lock in this store now (used to tell importing from interrupted)."""
+    return store.backend.image_lock(image_id).busy()
+
+
+def store_state(store, image_id, record):
+    """active | importing | failed for one store's copy."""
+    status = record.get('status')
+    if status == 'active':
+        return 'active'
+    if status == 'importing' and lock_is_live(store, image_id):
+        return 'importing'
+    return 'failed'
+
+
+class ImageView:
+    """One image id and its copies: {store name: record}."""
+
+    def __init__(self, image_id, copies, stores):
+        self.id = image_id
+        self.copies = copies
+        self.stores = stores
+
+    def states(self):
+        return dict((name, store_state(self.stores[name], self.id, record)) for name, record in self.copies.items())
+
+    def active_stores(self):
+        return sorted(name for name, state in self.states().items() if state == 'active')
+
+    def reference(self):
+        """The record that speaks for the image: an active copy's, else any."""
+        states = self.states()
+        for name in sorted(self.copies):
+            if states[name] == 'active':
+                return self.copies[name]
+        return self.copies[sorted(self.copies)[0]]
+
+    def describe(self):
+        states = self.states()
+        info = dict(self.reference())
+        active = sorted(name for name, state in states.items() if state == 'active')
+        importing = sorted(name for name, state in states.items() if state == 'importing')
+        failed = sorted(name for name, state in states.items() if state == 'failed')
+        info['status'] = 'active' if active else ('importing' if importing else 'killed')
+        info['stores'] = active
+        info['importing_to_stores'] = importing
+        info['failed_import'] = failed
+        info['locations'] = [{'url': self.stores[name].backend.location(self.id),
+                              'metadata': {'store': name, 'store_id': self.stores[name].id,
+                                           'zone': (self.stores[name].identity or {}).get('zone'),
+                                           'site_role': self.stores[name].site_role}}
+                             for name in active]
+        info.pop('extra_digests', None)
+        return info

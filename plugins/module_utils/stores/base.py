@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one interface every store backend implements.
+
+A store holds content-addressed slices, and per image a record (Glance fields) and a slice list. The
+image engine only talks to this interface; a backend owns its layout, its locks and its statistics.
+
+Writes follow one order everywhere, so a crash never leaves an incomplete image visible as active:
+slices (durable) -> slice list -> record with status ``active``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
+class SliceWriter:
+    """Collects the slices of one import or copy into a store; nothing is visible before commit()."""
+
+    new_bytes = 0
+
+    def put(self, digest, data):
+        """Stage a slice unless the store already has it; return True when bytes were written."""
+        raise NotImplementedError
+
+    def commit(self):
+        """Make every staged slice durable and visible."""
+        raise NotImplementedError
+
+    def abort(self):
+        """Drop every staged slice."""
+        raise NotImplementedError
+
+
+class Store:
+    kind = None
+
+    def __init__(self, name, config):
+        self.name = name
+        self.config = config
+
+    # identity and health
+    def read_identity(self):
+        raise NotImplementedError
+
+    def write_identity(self, identity):
+        raise NotImplementedError
+
+    def status(self):
+        """'connected' or 'disconnected' (the engine adds 'disabled' from the identity)."""
+        raise NotImplementedError
+
+    def stats(self):
+        """dict: capacity, free, used (bytes), image_count, slice_count."""
+        raise NotImplementedError
+
+    def location(self, image_id):
+        raise NotImplementedError
+
+    # slices
+    def has_slice(self, digest):
+        raise NotImplementedError
+
+    def read_slice(self, digest):
+        raise NotImplementedError
+
+    def slice_writer(self, image_id):
+        raise NotImplementedError
+
+    def remove_unreferenced(self, candidates):
+        """Delete those of ``candidates`` no slice list references any more; return bytes released."""
+        raise NotImplementedError
+
+    # images
+    def image_ids(self):
+        raise NotImplementedError
+
+    def read_record(self, image_id):
+        raise NotImplementedError
+
+    def write_record(self, image_id, record):
+        raise NotImplementedError
+
+    def read_slice_list(self, image_id):
+        raise NotImplementedError
+
+    def write_slice_list(self, image_id, slice_list):
+        raise NotImplementedError
+
+    def remove_image(self, image_id):
+        """Make the image invisible at once, then drop its record and slice list."""
+        raise NotImplementedError
+
+    # concurrency
+    def image_lock(self, image_id):
+        raise NotImplementedError
+
+    def slice_guard(self, exclusive):
+        raise NotImplementedError

@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Declaring stores on a host (the logic of the ``store`` module) and describing them (``store_info``)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import uuid
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
+    check_cidr, check_store_name, check_store_path, parse_size)
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import BACKENDS, OpenStore
+
+IDENTITY_FORMAT = 'vmimages.multistore/store'
+# The identity fields an operator declares; everything else in the identity is the store's own.
+DECLARED_FIELDS = ('name', 'zone', 'description', 'site_role', 'quota', 'enabled', 'data_network', 'sync_network')
+
+
+def normalize_quota(quota):
+    if not quota:
+        return {'bytes': None, 'images': None}
+    unknown = set(quota) - set(('bytes', 'images'))
+    if unknown:
+        raise InvalidArgument('quota takes bytes and images, not %s' % ', '.join(sorted(unknown)))
+    size = quota.get('bytes')
+    images = quota.get('images')
+    if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 0):
+        raise InvalidArgument('quota.images %r must be a whole number of images, 0 or more' % (images,))
+    return {'bytes': None if size is None else parse_size(size, 'quota.bytes'), 'images': images}
+
+
+class StoreDeclaration:
+    """Desired state of one store; computes the change, applies it unless in check mode."""
+
+    def __init__(self, registry, params):
+        self.registry = registry
+        self.params = params
+        self.name = check_store_name(params['name'])
+        self.before = None
+        self.after = None
+
+    def _desired_identity(self):
+        params = self.params
+        return {
+            'name': self.name,
+            'zone': params.get('zone'),
+            'description': params.get('description'),
+            'site_role': params.get('site_role'),
+            'quota': normalize_quota(params.get('quota')),
+            'enabled': params.get('enabled', True),
+            'data_network': check_cidr(params['data_network'], 'data_network') if params.get('data_network') else None,
+            'sync_network': check_cidr(params['sync_network'], 'sync_network') if params.get('sync_network') else None,
+        }
+
+    def _check_path_not_taken(self, path):
+        for declaration in self.registry.declarations():
+            if declaration['name'] != self.name and declaration.get('path') == path:
+                raise InvalidArgument("path %s is already declared as store '%s': one path holds one store; use name: %s"
+                                      % (path, declaration['name'], declaration['name']))
+
+    def present(self, check_mode):
+        store_type = self.params.get('type') or 'file'
+        if store_type not in BACKENDS:
+            raise InvalidArgument("store type '%s' is not supported yet (supported: %s)" % (store_type, ', '.join(sorted(BACKENDS))))
+        path = check_store_path(self.params.get('path'))
+        desired = self._desired_identity()
+        self._check_path_not_taken(path)
+        old = self.registry.declaration(self.name)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise StoreError("store path %s exists and is not a directory" % path)
+
+        probe = OpenStore({'name': self.name, 'type': store_type, 'path': path})
+        identity = probe.identity
+        if identity is None and old and old.get('path') == path and old.get('id'):
+            raise StoreError("store '%s' (id %s) was at %s but its identity record is gone: is the filesystem mounted? "
+                             "Mount it, or remove the store with state: absent before declaring a new one there"
+                             % (self.name, old['id'], path))
+        if identity is not None and old and old.get('path') == path and old.get('id') not in (None, identity.get('id')):
+            raise StoreError("the store at %s has id %s, not the id %s declared for '%s': another filesystem is mounted there"
+                             % (path, identity.get('id'), old['id'], self.name))
+
+        self.before = self._view(old, identity)
+        if identity is None:
+            now = utc_now()
+            new_identity = {'format': IDENTITY_FORMAT, 'layout': LAYOUT, 'id': str(uuid.uuid4()), 'type': store_type,
+                            'slice_hash': SLICE_HASH, 'slice_size': SLICE_SIZE, 'created_at': now, 'updated_at': now}
+        else:
+            if identity.get('format') != IDENTITY_FORMAT or identity.get('layout') != LAYOUT:
+                raise StoreError("%s holds a store of format %r layout %r that this version cannot use"
+                                 % (path, identity.get('format'), identity.get('layout')))
+            new_identity = dict(identity)
+        new_identity.update(desired)
+        identity_changed = identity is None or any(identity.get(key) != new_identity.get(key) for key in DECLARED_FIELDS)
+        if identity_changed and identity is not None:
+            new_identity['updated_at'] = utc_now()
+        new_declaration = {'name': self.name, 'type': store_type, 'path': path, 'id': new_identity['id']}
+        declaration_changed = old != new_declaration
+        self.after = self._view(new_declaration, new_identity)
+
+        if not check_mode:
+            if identity_changed:
+                probe.backend.write_identity(new_identity)
+            if declaration_changed:
+                self.registry.save(new_declaration)
+        return identity_changed or declaration_changed
+
+    def absent(self, check_mode):
+        old = self.registry.declaration(self.name)
+        self.before = self._view(old, None) if old else {}
+        self.after = {}
+        if old and not check_mode:
+            self.registry.remove(self.name)
+        return old is not None
+
+    @staticmethod
+    def _view(declaration, identity):
+        if not declaration and not identity:
+            return {}
+        view = dict((key, (identity or {}).get(key)) for key in DECLARED_FIELDS)
+        view.update(declaration or {})
+        if identity:
+            view['id'] = identity.get('id')
+        return view
+
+
+def describe(store, with_stats=True):
+    """What store_info and store report about one open store."""
+    identity = store.identity or {}
+    info = {
+        'name': store.name,
+        'type': store.declaration['type'],
+        'path': store.declaration.get('path'),
+        'id': identity.get('id'),
+        'zone': identity.get('zone'),
+        'description': identity.get('description'),
+        'site_role': identity.get('site_role'),
+        'enabled': store.enabled,
+        'quota': identity.get('quota') or {'bytes': None, 'images': None},
+        'data_network': identity.get('data_network'),
+        'sync_network': identity.get('sync_network'),
+        'status': store.status(),
+        'last_check': utc_now(),
+    }
+    if with_stats and store.identity is not None:
+        try:
+            info.update(store.backend.stats())
+        except OSError as exc:
+            info['status'] = 'disconnected'
+            info['error'] = str(exc)
+    return info

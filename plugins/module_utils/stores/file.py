@@ -1,0 +1,246 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""File store: a directory (usually a mount path such as /cloud_bs) on the host the module runs on.
+
+Layout under the store root::
+
+    multistore.json               identity: id, name, type, zone, enabled, layout version...
+    slices/ab/ab12…(sha256)       content-addressed slices, written once, never modified
+    images/<id>/record.json       the image record (Glance fields), status flips to active last
+    images/<id>/slices.json       the ordered slice list
+    staging/                      slices of running imports, removed images before deletion
+    locks/                        per-image expiring locks, the slice guard
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import os
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import (
+    atomic_write_json, fsync_dir, makedirs, read_json, remove_file)
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock, SliceGuard
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
+
+IDENTITY_FILE = 'multistore.json'
+LAYOUT_DIRS = ('slices', 'images', 'staging', 'locks')
+
+
+class FileSliceWriter(SliceWriter):
+    def __init__(self, store, image_id):
+        self.store = store
+        self.directory = os.path.join(store.root, 'staging', '%s-%s' % (image_id, uuid.uuid4().hex[:12]))
+        os.mkdir(self.directory, 0o755)
+        self.staged = {}
+        self.new_bytes = 0
+
+    def put(self, digest, data):
+        if digest in self.staged or self.store.has_slice(digest):
+            return False
+        path = os.path.join(self.directory, digest)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        self.staged[digest] = path
+        self.new_bytes += len(data)
+        return True
+
+    def commit(self):
+        # fsync in parallel at the end rather than after every slice: writeback has already run by
+        # then, and the transfer never waits on the disk. Only then do the slices get their names.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(_fsync_path, self.staged.values()))
+        touched = set()
+        for digest, path in self.staged.items():
+            final = self.store.slice_path(digest)
+            parent = os.path.dirname(final)
+            if parent not in touched:
+                makedirs(parent)
+                touched.add(parent)
+            os.rename(path, final)
+        for parent in touched:
+            fsync_dir(parent)
+        fsync_dir(os.path.join(self.store.root, 'slices'))
+        self.staged = {}
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def abort(self):
+        self.staged = {}
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStore(Store):
+    kind = 'file'
+
+    def __init__(self, name, config):
+        super(FileStore, self).__init__(name, config)
+        self.root = config['path']
+
+    # identity and health
+    def _identity_path(self):
+        return os.path.join(self.root, IDENTITY_FILE)
+
+    def read_identity(self):
+        try:
+            return read_json(self._identity_path())
+        except (IOError, OSError, ValueError) as exc:
+            raise StoreError("store '%s': cannot read %s: %s" % (self.name, self._identity_path(), exc))
+
+    def write_identity(self, identity):
+        try:
+            makedirs(self.root)
+            for directory in LAYOUT_DIRS:
+                makedirs(os.path.join(self.root, directory))
+            atomic_write_json(self._identity_path(), identity)
+        except (IOError, OSError) as exc:
+            raise StoreError("store '%s': cannot write to %s (%s): make the path writable for the user running the task"
+                             % (self.name, self.root, exc.strerror or exc))
+
+    def status(self):
+        try:
+            ok = os.path.isfile(self._identity_path()) and os.access(self.root, os.W_OK)
+        except OSError:
+            ok = False
+        return 'connected' if ok else 'disconnected'
+
+    def writable_problem(self):
+        """None, or why the store root cannot take new data."""
+        for directory in ('slices', 'images', 'staging', 'locks'):
+            path = os.path.join(self.root, directory)
+            if not os.access(path, os.W_OK | os.X_OK):
+                return '%s is not writable by this user' % path
+        return None
+
+    def stats(self):
+        vfs = os.statvfs(self.root)
+        used = 0
+        slice_count = 0
+        slices_dir = os.path.join(self.root, 'slices')
+        for entry in _scandir(slices_dir):
+            for item in _scandir(entry.path):
+                if not item.name.startswith('.'):
+                    slice_count += 1
+                    used += item.stat().st_size
+        image_count = 0
+        for image_id in self.image_ids():
+            image_count += 1
+            for name in ('record.json', 'slices.json'):
+                try:
+                    used += os.stat(os.path.join(self.root, 'images', image_id, name)).st_size
+                except OSError:
+                    pass
+        return {'capacity': vfs.f_blocks * vfs.f_frsize, 'free': vfs.f_bavail * vfs.f_frsize, 'used': used,
+                'image_count': image_count, 'slice_count': slice_count}
+
+    def location(self, image_id):
+        return 'file://%s' % os.path.join(self.root, 'images', image_id)
+
+    # slices
+    def slice_path(self, digest):
+        return os.path.join(self.root, 'slices', digest[:2], digest)
+
+    def has_slice(self, digest):
+        return os.path.exists(self.slice_path(digest))
+
+    def read_slice(self, digest):
+        try:
+            with open(self.slice_path(digest), 'rb') as handle:
+                return handle.read()
+        except (IOError, OSError) as exc:
+            raise StoreError("store '%s': slice %s is missing or unreadable (%s): run store_cleanup with verify to repair it"
+                             % (self.name, digest, exc.strerror or exc))
+
+    def slice_writer(self, image_id):
+        return FileSliceWriter(self, image_id)
+
+    def referenced_slices(self):
+        referenced = set()
+        for image_id in self.image_ids():
+            slice_list = self.read_slice_list(image_id)
+            if slice_list is not None:
+                referenced |= slice_list.digests()
+        return referenced
+
+    def remove_unreferenced(self, candidates):
+        released = 0
+        referenced = self.referenced_slices()
+        for digest in set(candidates) - referenced:
+            path = self.slice_path(digest)
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            if remove_file(path):
+                released += size
+        return released
+
+    # images
+    def _image_dir(self, image_id):
+        return os.path.join(self.root, 'images', image_id)
+
+    def image_ids(self):
+        return sorted(entry.name for entry in _scandir(os.path.join(self.root, 'images')) if not entry.name.startswith('.'))
+
+    def read_record(self, image_id):
+        return read_json(os.path.join(self._image_dir(image_id), 'record.json'))
+
+    def write_record(self, image_id, record):
+        makedirs(self._image_dir(image_id))
+        atomic_write_json(os.path.join(self._image_dir(image_id), 'record.json'), record)
+
+    def read_slice_list(self, image_id):
+        data = read_json(os.path.join(self._image_dir(image_id), 'slices.json'))
+        return None if data is None else SliceList.from_dict(data)
+
+    def write_slice_list(self, image_id, slice_list):
+        makedirs(self._image_dir(image_id))
+        atomic_write_json(os.path.join(self._image_dir(image_id), 'slices.json'), slice_list.to_dict())
+
+    def remove_image(self, image_id):
+        source = self._image_dir(image_id)
+        doomed = os.path.join(self.root, 'staging', 'removed-%s-%s' % (image_id, uuid.uuid4().hex[:12]))
+        try:
+            os.rename(source, doomed)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+        fsync_dir(os.path.join(self.root, 'images'))
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
+
+    # concurrency
+    def image_lock(self, image_id):
+        return ExpiringLock(os.path.join(self.root, 'locks', '%s.lock' % image_id),
+                            "image %s in store '%s'" % (image_id, self.name))
+
+    def slice_guard(self, exclusive):
+        return SliceGuard(os.path.join(self.root, 'locks', 'slices.lock'), exclusive)
+
+
+def _scandir(path):
+    try:
+        return list(os.scandir(path))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return []
+        raise

@@ -1,0 +1,257 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: image
+short_description: Import, copy, update or delete a VM image across the stores of the managed host
+version_added: 0.1.0
+description:
+  - One image id with a record in every store that holds it, the way Glance multi-store does.
+  - With C(state=present) and an image that exists in no store, imports C(src) (a path on the managed host or
+    an http(s) URL, streamed, read once whatever the number of stores) into C(stores). The image's md5
+    (C(checksum)) and sha512 (C(os_hash_value)) are computed in the same pass. The declared C(checksum) is
+    verified before the image becomes C(active).
+  - The real disk format is detected from the bytes. A declared C(disk_format) that does not match is refused,
+    and so are images that could make qemu read host files (qcow2 with a backing file or an external data file
+    or unknown incompatible features, vmdk whose descriptor names other extents; CVE-2024-32498).
+  - Image data is stored as deduplicated, sha256-named 4 MiB slices. All-zero slices are not stored, and a
+    slice already in a store is not written again.
+  - When the image already exists, the stores that lack it receive a copy from a store that has it. Only
+    missing slices move, and each is verified against its hash. Metadata options that differ are updated in
+    every copy. The source is not read again, so a second run is a no-op that reads no image data.
+  - With C(state=absent), deletes the image from the listed C(stores), or from every store when none are
+    listed. Slices still used by other images stay.
+  - Glance edge rules apply to stores declared with C(site_role). An edge store only receives an image that
+    a central store holds or receives in the same task.
+author: vmimages.multistore contributors
+extends_documentation_fragment:
+  - vmimages.multistore.registry
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+options:
+  name:
+    description: Image name. Required to create an image; names must be unambiguous (else give I(id)).
+    type: str
+  id:
+    description: Image id (UUID). A new image gets a random one when omitted.
+    type: str
+  src:
+    description:
+      - Absolute path on the managed host, or C(http://) / C(https://) URL to import from. Only read when the
+        image is active in no store.
+    type: str
+  checksum:
+    description:
+      - Expected digest of the source, as C(ALGORITHM:HEX) with md5, sha1, sha256, sha384 or sha512, or a bare
+        md5/sha256/sha512 hex digest. Verified before the image becomes active.
+      - An existing image whose recorded digest differs makes the task fail. A new version needs a new name.
+    type: str
+  disk_format:
+    description: Declared disk format; must match the format detected from the bytes. Defaults to the detected format.
+    type: str
+    choices: [raw, qcow2, vmdk, vdi, vhd, vhdx, iso, ploop, aki, ari, ami]
+  container_format:
+    description: Container format recorded with the image.
+    type: str
+    choices: [bare, ovf, ova, aki, ari, ami, docker, compressed]
+    default: bare
+  stores:
+    description: Names of the stores that must hold the image (C(state=present)) or lose it (C(state=absent)).
+    type: list
+    elements: str
+  all_stores:
+    description: Use every store declared on the host as I(stores).
+    type: bool
+    default: false
+  allow_failure:
+    description:
+      - With C(false), a multi-store import or copy is all-or-nothing. When one store fails, no store keeps the image.
+      - With C(true), the image is usable once one store has it. Stores that failed are listed in C(failed_import),
+        and a later run retries them.
+    type: bool
+    default: false
+  image_type:
+    description: HyperCX-style image type; defaults to C(cdrom) for ISO images and C(os) otherwise.
+    type: str
+    choices: [os, cdrom, datablock]
+  properties:
+    description: Free-form image properties (Glance C(properties)).
+    type: dict
+  tags:
+    description: Image tags.
+    type: list
+    elements: str
+  visibility:
+    description: Glance visibility; new images default to C(shared).
+    type: str
+    choices: [public, private, shared, community]
+  protected:
+    description: A protected image cannot be deleted; new images default to C(false).
+    type: bool
+  min_disk:
+    description: Minimum disk size in GiB needed to boot the image.
+    type: int
+  min_ram:
+    description: Minimum RAM in MiB needed to boot the image.
+    type: int
+  state:
+    description: C(present) or C(absent).
+    type: str
+    choices: [present, absent]
+    default: present
+  validate_certs:
+    description: Verify TLS certificates of an https I(src).
+    type: bool
+    default: true
+  url_timeout:
+    description: Seconds to wait for the http(s) server.
+    type: int
+    default: 30
+  url_headers:
+    description: Extra HTTP headers for the download.
+    type: dict
+  url_username:
+    description: User for HTTP basic authentication.
+    type: str
+  url_password:
+    description: Password for HTTP basic authentication.
+    type: str
+'''
+
+EXAMPLES = r'''
+- name: Import a cloud image into the central and an edge store (downloaded once)
+  vmimages.multistore.image:
+    name: ubuntu-24.04
+    src: https://cloud-images.example.org/noble/noble-server-cloudimg-amd64.img
+    checksum: sha256:5b1a0c5e9bbf7a3b2c2e1f0f6b6c7a8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7
+    disk_format: qcow2
+    stores: [central, dcn0]
+    tags: [ubuntu, lts]
+    properties:
+      os_distro: ubuntu
+      hw_disk_bus: virtio
+
+- name: Copy the image to one more store (only the slices dcn1 lacks move)
+  vmimages.multistore.image:
+    name: ubuntu-24.04
+    stores: [dcn1]
+
+- name: Delete it from one edge store only
+  vmimages.multistore.image:
+    name: ubuntu-24.04
+    stores: [dcn0]
+    state: absent
+
+- name: Delete it everywhere
+  vmimages.multistore.image:
+    name: ubuntu-24.04
+    state: absent
+'''
+
+RETURN = r'''
+image:
+  description: The image as M(vmimages.multistore.image_info) reports it (empty once deleted everywhere).
+  returned: always
+  type: dict
+  sample:
+    id: 6f0c2f0e-2c55-4c4f-9a8e-3f0c1b7d2a11
+    name: ubuntu-24.04
+    status: active
+    disk_format: qcow2
+    container_format: bare
+    size: 601882624
+    virtual_size: 3758096384
+    checksum: 2a1c8d3a5e5b2b9e1e6f0c7d8a9b0c1d
+    os_hash_algo: sha512
+    os_hash_value: 9b2d…
+    stores: [central, dcn0]
+    importing_to_stores: []
+    failed_import: []
+    locations:
+      - url: file:///cloud_bs/images/6f0c2f0e-2c55-4c4f-9a8e-3f0c1b7d2a11
+        metadata: {store: central, zone: zone-a, site_role: central}
+actions:
+  description: What the task did (or would do in check mode), in plain words.
+  returned: always
+  type: list
+  elements: str
+  sample: ["import /srv/images/noble.img into central, dcn0"]
+failed_import:
+  description: Stores that failed during this run with I(allow_failure=true), with the reason.
+  returned: always
+  type: list
+  elements: dict
+released_bytes:
+  description: Bytes freed by a deletion (slices no other image uses).
+  returned: always
+  type: int
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
+    open_registry, registry_argument_spec, run)
+from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import CONTAINER_FORMATS, DISK_FORMATS
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type='str'),
+        id=dict(type='str'),
+        src=dict(type='str'),
+        checksum=dict(type='str'),
+        disk_format=dict(type='str', choices=list(DISK_FORMATS)),
+        container_format=dict(type='str', default='bare', choices=list(CONTAINER_FORMATS)),
+        stores=dict(type='list', elements='str'),
+        all_stores=dict(type='bool', default=False),
+        allow_failure=dict(type='bool', default=False),
+        image_type=dict(type='str', choices=['os', 'cdrom', 'datablock']),
+        properties=dict(type='dict'),
+        tags=dict(type='list', elements='str'),
+        visibility=dict(type='str', choices=['public', 'private', 'shared', 'community']),
+        protected=dict(type='bool'),
+        min_disk=dict(type='int'),
+        min_ram=dict(type='int'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        validate_certs=dict(type='bool', default=True),
+        url_timeout=dict(type='int', default=30),
+        url_headers=dict(type='dict'),
+        url_username=dict(type='str'),
+        url_password=dict(type='str', no_log=True),
+    )
+    argument_spec.update(registry_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_one_of=[('name', 'id')], mutually_exclusive=[('stores', 'all_stores')])
+
+    def work():
+        request = ImageRequest(Catalog(open_registry(module)), module.params)
+        if module.params['state'] == 'present':
+            changed = request.present(module.check_mode)
+        else:
+            changed = request.absent(module.check_mode)
+        image = request.result() if not (module.check_mode and changed) else dict(request.after, id=request.image_id)
+        result = {'changed': changed, 'image': image, 'actions': request.actions,
+                  'failed_import': request.failed_import, 'released_bytes': request.released}
+        for failure in request.failed_import:
+            module.warn("store '%s' failed: %s" % (failure['store'], failure['error']))
+        if module._diff:
+            result['diff'] = {'before': request.before, 'after': request.after}
+        return result
+
+    run(module, work)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,175 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: store
+short_description: Declare an image store on the managed host
+version_added: 0.1.0
+description:
+  - Declares a named image store on the host the task runs on and initializes its root.
+  - A file store keeps an identity record (id, type, zone, layout version, enabled) at its root, so declaring
+    the same path again, on this host or another one that mounts it, finds the store and its images.
+  - Forbidden store paths are refused before anything is touched C(/), C(/dev), C(/proc), C(/sys), C(/usr/bin),
+    C(/bin), anything below C(/dev), C(/proc) or C(/sys), and relative paths.
+  - C(state=absent) removes the declaration only, never the data.
+  - When a declared store's identity record disappears (an unmounted filesystem), the module fails instead of
+    initializing an empty store on the mount point.
+author: vmimages.multistore contributors
+extends_documentation_fragment:
+  - vmimages.multistore.registry
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+options:
+  name:
+    description: Name of the store, unique on the host (letters, digits, C(.), C(_), C(-)).
+    type: str
+    required: true
+  type:
+    description: Store backend.
+    type: str
+    choices: [file]
+    default: file
+  path:
+    description: Absolute root directory of a file store, usually a mount path such as C(/cloud_bs). Required with C(state=present).
+    type: path
+  zone:
+    description: Zone (site) the store belongs to, reported in image locations.
+    type: str
+  description:
+    description: Free text describing the store.
+    type: str
+  site_role:
+    description:
+      - C(central) or C(edge), for Glance's edge rules. An image must be in a central store before an edge store
+        receives it, and imports commit to central stores first.
+    type: str
+    choices: [central, edge]
+  data_network:
+    description: Data network of the store host in CIDR form (C(10.1.0.0/24) or C(10.1.0.11/24)).
+    type: str
+  sync_network:
+    description: Image-sync network of the store host in CIDR form; store-to-store copies prefer it.
+    type: str
+  quota:
+    description: Limits checked before and during imports and copies.
+    type: dict
+    suboptions:
+      bytes:
+        description: Most bytes the store's slices may take, as bytes or with a binary suffix (C(500G), C(2T)).
+        type: raw
+      images:
+        description: Most images the store may hold.
+        type: int
+  enabled:
+    description: A disabled store keeps its images readable but refuses imports, copies and deletions.
+    type: bool
+    default: true
+  state:
+    description: C(present) declares (and initializes) the store, C(absent) removes the declaration and keeps the data.
+    type: str
+    choices: [present, absent]
+    default: present
+'''
+
+EXAMPLES = r'''
+- name: Declare the central image store on its mount path
+  vmimages.multistore.store:
+    name: central
+    path: /cloud_bs
+    zone: zone-a
+    site_role: central
+    data_network: 10.1.0.0/24
+    sync_network: 10.2.0.0/24
+    quota:
+      bytes: 2T
+      images: 500
+
+- name: Disable a store before maintenance (images stay readable)
+  vmimages.multistore.store:
+    name: dcn0
+    path: /srv/dcn0
+    site_role: edge
+    enabled: false
+
+- name: Forget a store (its data stays on disk; declaring the path again finds it)
+  vmimages.multistore.store:
+    name: old
+    state: absent
+'''
+
+RETURN = r'''
+store:
+  description: The store as C(vmimages.multistore.store_info) reports it; empty after C(state=absent).
+  returned: always
+  type: dict
+  sample:
+    name: central
+    type: file
+    path: /cloud_bs
+    id: 0b6e1f1e-4a51-4c4b-9b53-6f0b0e5d8c77
+    zone: zone-a
+    site_role: central
+    enabled: true
+    status: connected
+    capacity: 107374182400
+    used: 4194304
+    free: 96636764160
+    image_count: 1
+    slice_count: 1
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
+    open_registry, registry_argument_spec, run)
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type='str', required=True),
+        type=dict(type='str', default='file', choices=['file']),
+        path=dict(type='path'),
+        zone=dict(type='str'),
+        description=dict(type='str'),
+        site_role=dict(type='str', choices=['central', 'edge']),
+        data_network=dict(type='str'),
+        sync_network=dict(type='str'),
+        quota=dict(type='dict', options=dict(bytes=dict(type='raw'), images=dict(type='int'))),
+        enabled=dict(type='bool', default=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+    )
+    argument_spec.update(registry_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[('state', 'present', ('path',))])
+
+    def work():
+        registry = open_registry(module)
+        declaration = StoreDeclaration(registry, module.params)
+        if module.params['state'] == 'present':
+            changed = declaration.present(module.check_mode)
+            store = describe(registry.open(declaration.name)) if not module.check_mode or not changed else declaration.after
+        else:
+            changed = declaration.absent(module.check_mode)
+            store = {}
+        result = {'changed': changed, 'store': store}
+        if module._diff:
+            result['diff'] = {'before': declaration.before, 'after': declaration.after}
+        return result
+
+    run(module, work)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+"""Fixtures for engine tests: a registry and file stores in a temporary directory, images written with real bytes."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+
+from image_files import slice_bytes
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import Registry
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(str(tmp_path / 'registry'))
+
+
+@pytest.fixture
+def declare(registry, tmp_path):
+    def declare(name, **params):
+        params.setdefault('path', str(tmp_path / 'stores' / name))
+        params['name'] = name
+        StoreDeclaration(registry, params).present(check_mode=False)
+        return params['path']
+    return declare
+
+
+@pytest.fixture
+def image_request(registry):
+    def image_request(**params):
+        params.setdefault('container_format', 'bare')
+        return ImageRequest(Catalog(registry), params)
+    return image_request
+
+
+@pytest.fixture
+def make_raw(tmp_path):
+    def make_raw(name, slices, tail=b''):
+        """A raw image: one slice per entry (an int seed, or None for a zero slice), then ``tail`` bytes."""
+        path = tmp_path / name
+        with open(str(path), 'wb') as handle:
+            for seed in slices:
+                handle.write(bytes(SLICE_SIZE) if seed is None else slice_bytes(seed))
+            handle.write(tail)
+        return str(path)
+    return make_raw
