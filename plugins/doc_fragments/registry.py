@@ -15,4 +15,10 @@ options:
       - Defaults to C(/var/lib/vmimages-multistore/stores) for root and C(~/.local/share/vmimages-multistore/stores) for other users.
       - Set it once for all modules of the collection with C(module_defaults) and the C(group/vmimages.multistore.multistore) action group.
     type: path
+attributes:
+  action_group:
+    description: Use C(group/vmimages.multistore.multistore) in C(module_defaults) to set defaults, such as I(registry), for every module of the collection.
+    support: full
+    membership:
+      - vmimages.multistore.multistore
 '''

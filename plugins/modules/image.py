@@ -28,7 +28,7 @@ description:
     listed. Slices still used by other images stay.
   - Glance edge rules apply to stores declared with C(site_role). An edge store only receives an image that
     a central store holds or receives in the same task.
-author: vmimages.multistore contributors
+author: vmimages.multistore contributors (@vmimages)
 extends_documentation_fragment:
   - vmimages.multistore.registry
   - ansible.builtin.action_common_attributes

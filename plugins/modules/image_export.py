@@ -18,7 +18,7 @@ description:
     C(qemu-img convert) and an explicit source format.
   - A file exported earlier and not modified since is left alone, with no data read. An extended attribute
     stamps the image id, digest, size and mtime. On filesystems without user xattrs, every run exports again.
-author: vmimages.multistore contributors
+author: vmimages.multistore contributors (@vmimages)
 extends_documentation_fragment:
   - vmimages.multistore.registry
   - ansible.builtin.action_common_attributes

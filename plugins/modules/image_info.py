@@ -14,11 +14,10 @@ description:
   - Lists images with their Glance fields, the stores that hold them (C(stores), C(locations)), the stores still
     importing them (C(importing_to_stores)) and the stores where an import failed or was interrupted (C(failed_import)).
   - Locations are discovered by reading every store, so they are always current.
-author: vmimages.multistore contributors
+author: vmimages.multistore contributors (@vmimages)
 extends_documentation_fragment:
   - vmimages.multistore.registry
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

@@ -19,7 +19,7 @@ description:
   - C(state=absent) removes the declaration only, never the data.
   - When a declared store's identity record disappears (an unmounted filesystem), the module fails instead of
     initializing an empty store on the mount point.
-author: vmimages.multistore contributors
+author: vmimages.multistore contributors (@vmimages)
 extends_documentation_fragment:
   - vmimages.multistore.registry
   - ansible.builtin.action_common_attributes

@@ -13,11 +13,10 @@ version_added: 0.1.0
 description:
   - Lists the stores declared with M(vmimages.multistore.store) on the host with their status (C(connected),
     C(disconnected), C(disabled)), capacity, used and free bytes, image and slice counts.
-author: vmimages.multistore contributors
+author: vmimages.multistore contributors (@vmimages)
 extends_documentation_fragment:
   - vmimages.multistore.registry
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

@@ -394,4 +394,3 @@ class ImageRequest:
     def result(self):
         view = self.catalog.find(self.image_id) if self.image_id else None
         return view.describe() if view else {}
-

@@ -95,7 +95,7 @@ def run(reader, sinks, extra_algorithms=(), on_slice=None):
     slices = []
     errors = []
 
-    buffers = [bytearray(SLICE_SIZE) for _ in range(POOL_BUFFERS)]
+    buffers = [bytearray(SLICE_SIZE) for dummy in range(POOL_BUFFERS)]
     free = queue.Queue()
     for slot in range(POOL_BUFFERS):
         free.put(slot)
