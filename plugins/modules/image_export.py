@@ -94,6 +94,9 @@ export:
     os_hash_value:
       description: sha512 of the image as stored (equal to the file's for I(format=original)).
       type: str
+    mode:
+      description: Permissions of the file, in octal.
+      type: str
     size:
       description: Apparent size of the file in bytes.
       type: int
@@ -145,10 +148,14 @@ def main():
         if view is None:
             raise ImageError("image '%s' is in no store" % (params['name'] or params['id']))
         export = Export(catalog, view, params['store'], params['dest'], params['format'], mode)
-        changed = export.needs_change()
+        export_needed = export.needs_export()
+        chmod_needed = not export_needed and export.needs_chmod()
+        changed = export_needed or chmod_needed
         before = export.describe()
-        if changed and not module.check_mode:
+        if export_needed and not module.check_mode:
             export.run()
+        elif chmod_needed and not module.check_mode:
+            export.chmod()
         result = {'changed': changed, 'export': export.describe()}
         if module._diff:
             result['diff'] = {'before': before if changed else result['export'], 'after': result['export']}

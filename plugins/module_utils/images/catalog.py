@@ -165,7 +165,7 @@ class ImageRequest:
         self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in targets)))
         if not check_mode:
             self._import(image_id, source, targets)
-        self.image_id = image_id
+            self.image_id = image_id
         return True
 
     def _converge(self, view, targets, check_mode):

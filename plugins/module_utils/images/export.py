@@ -104,8 +104,14 @@ class Export:
         if os.path.isdir(dest):
             raise InvalidArgument('dest %s is a directory: give the path of the file to write' % dest)
 
-    def needs_change(self):
+    def needs_export(self):
         return not is_up_to_date(self.dest, self.record, self.output_format)
+
+    def needs_chmod(self):
+        return self.mode is not None and os.path.exists(self.dest) and os.stat(self.dest).st_mode & 0o7777 != self.mode
+
+    def chmod(self):
+        os.chmod(self.dest, self.mode)
 
     def run(self):
         slice_list = self.store.backend.read_slice_list(self.view.id)
@@ -139,6 +145,7 @@ class Export:
                 'format': self.output_format, 'os_hash_value': self.record.get('os_hash_value')}
         if os.path.exists(self.dest):
             stat = os.stat(self.dest)
+            info['mode'] = '%04o' % (stat.st_mode & 0o7777)
             info['size'] = stat.st_size
             info['allocated'] = stat.st_blocks * 512
         return info
