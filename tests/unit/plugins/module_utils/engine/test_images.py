@@ -244,3 +244,14 @@ def test_interrupted_import_is_reported_and_completed_on_rerun(declare, image_re
     request = image_request(name='a', src=make_raw('a.raw', [1]), stores=['central'])
     assert request.present(False) is True
     assert request.result()['stores'] == ['central'] and request.image_id == image_id
+
+
+def test_new_version_stores_only_its_new_slices(declare, image_request, make_raw):
+    path = declare('central')
+    image_request(name='v1', src=make_raw('v1.raw', [1, 2, 3]), stores=['central']).present(False)
+    shared = [hashlib.sha256(slice_bytes(n)).hexdigest() for n in (1, 3)]
+    inodes = dict((d, os.stat(os.path.join(path, 'slices', d[:2], d)).st_ino) for d in shared)
+    image_request(name='v2', src=make_raw('v2.raw', [1, 4, 3]), stores=['central']).present(False)
+    assert len(stored_slices(path)) == 4
+    for digest, inode in inodes.items():  # not written again
+        assert os.stat(os.path.join(path, 'slices', digest[:2], digest)).st_ino == inode
