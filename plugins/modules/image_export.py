@@ -94,6 +94,9 @@ export:
     os_hash_value:
       description: sha512 of the image as stored (equal to the file's for I(format=original)).
       type: str
+    up_to_date:
+      description: Whether the file holds the image (stamp matches); always true after a real run.
+      type: bool
     mode:
       description: Permissions of the file, in octal.
       type: str
@@ -156,9 +159,9 @@ def main():
             export.run()
         elif chmod_needed and not module.check_mode:
             export.chmod()
-        result = {'changed': changed, 'export': export.describe()}
+        result = {'changed': changed, 'export': export.predicted() if module.check_mode else export.describe()}
         if module._diff:
-            result['diff'] = {'before': before if changed else result['export'], 'after': result['export']}
+            result['diff'] = {'before': before, 'after': result['export']}
         return result
 
     run(module, work)

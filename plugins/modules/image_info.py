@@ -37,7 +37,7 @@ options:
     type: list
     elements: str
   store:
-    description: Only images with a copy in this store (an unknown store fails).
+    description: Only images active in this store (an unknown store fails).
     type: str
 '''
 
@@ -176,7 +176,7 @@ def main():
                 continue
             if params['tags'] and not set(params['tags']) <= set(info.get('tags') or []):
                 continue
-            if stores and params['id'] and params['store'] not in view.copies:
+            if params['store'] and params['store'] not in info['stores']:
                 continue
             images.append(info)
         images.sort(key=lambda info: (info.get('name') or '', info['id']))

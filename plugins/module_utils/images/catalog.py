@@ -114,12 +114,29 @@ class ImageRequest:
     # ---- helpers
     def _targets(self):
         if self.params.get('all_stores'):
-            return [self.catalog.store(name) for name in sorted(self.catalog.stores)]
+            # A disabled store takes no new images (ZStack's meaning of disabled): it is not one of "all".
+            return [store for name, store in sorted(self.catalog.stores.items()) if store.identity is None or store.enabled]
         names = []
         for name in self.params.get('stores') or []:
             if name not in names:
                 names.append(name)
         return [self.catalog.store(name) for name in names]
+
+    def _usable(self, stores):
+        """The stores that can take data now; with allow_failure the others only fail themselves."""
+        usable = []
+        for store in stores:
+            try:
+                store.ensure_writable()
+            except StoreError as exc:
+                if not self.allow_failure:
+                    raise
+                self.failed_import.append({'store': store.name, 'error': str(exc)})
+                continue
+            usable.append(store)
+        if not usable:
+            raise StoreError('no target store can take the image: %s' % '; '.join(f['error'] for f in self.failed_import))
+        return usable
 
     def _metadata(self):
         return dict((field, self.params.get(field)) for field in MUTABLE_FIELDS)
@@ -156,8 +173,7 @@ class ImageRequest:
         if not self.name:
             raise InvalidArgument('a new image needs a name:')
         self._check_edge_rule(targets, [])
-        for store in targets:
-            store.ensure_writable()
+        targets = self._usable(targets)
         source = make_source(src, **self._source_options())
         source.check()
         image_id = self.image_id or str(uuid.uuid4())
@@ -186,8 +202,7 @@ class ImageRequest:
         self.after = self._summary(dict(record, **updates), active + [store.name for store in missing])
         changed = bool(missing or updates)
         if missing:
-            for store in missing:
-                store.ensure_writable()
+            missing = self._usable(missing)
             if active:
                 self.actions.append('copy to %s from %s' % (', '.join(store.name for store in missing), self._source_store(active).name))
                 if not check_mode:
@@ -249,7 +264,8 @@ class ImageRequest:
             budget = None
             if quota_images is not None or quota_bytes is not None:
                 stats = store.backend.stats()
-                if quota_images is not None and stats['image_count'] >= quota_images and store.backend.read_record(image_id) is None:
+                if quota_images is not None and stats['image_count'] >= quota_images and \
+                        (store.backend.read_record(image_id) or {}).get('status') != 'active':
                     raise StoreError("store '%s' quota exceeded: it holds %d images, quota.images is %d; raise the quota or delete images"
                                      % (store.name, stats['image_count'], quota_images))
                 if quota_bytes is not None:
@@ -276,6 +292,11 @@ class ImageRequest:
         committed = []
         try:
             for sink in sorted([s for s in sinks if not s.error], key=lambda s: (s.store.site_role != 'central', s.store.name)):
+                if sink.store.site_role == 'edge' and not self._central_holds(image_id):
+                    sink.error = ("store '%s' is at the edge and no central store holds the image (the central import failed); "
+                                  "it will be copied once a central store has it" % sink.store.name)
+                    failed.append(sink)
+                    continue
                 sink.writer.commit()
                 sink.store.backend.write_slice_list(image_id, slice_list)
                 sink.store.backend.write_record(image_id, dict(record, status='active', updated_at=utc_now()))
@@ -287,10 +308,18 @@ class ImageRequest:
                 raise StoreError("store '%s': commit failed (%s); no store was changed" % (sink.store.name, exc))
             sink.error = "store '%s': commit failed (%s)" % (sink.store.name, exc)
             failed.append(sink)
+        if not committed:
+            raise StoreError('no store took the image, nothing was changed: %s' % '; '.join(sink.error for sink in failed))
         for sink in failed:
             sink.writer.abort()
             sink.store.backend.write_record(image_id, dict(record, status='killed', failure=sink.error, updated_at=utc_now()))
             self.failed_import.append({'store': sink.store.name, 'error': sink.error})
+
+    def _central_holds(self, image_id):
+        centrals = [store for store in self.catalog.stores.values() if store.site_role == 'central' and store.identity is not None]
+        if not centrals:
+            return True
+        return any((store.backend.read_record(image_id) or {}).get('status') == 'active' for store in centrals)
 
     def _transfer(self, image_id, targets, placeholder, move_data):
         """Run ``move_data(sinks, refresh)`` into every target; undo everything on failure."""

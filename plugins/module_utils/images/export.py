@@ -140,9 +140,21 @@ class Export:
         except OSError:
             pass  # filesystem without user xattrs: the next run exports again, which is correct, only slower
 
+    def predicted(self):
+        """What describe() will say once the export ran (for check mode)."""
+        info = self.describe()
+        info['up_to_date'] = True
+        if self.mode is not None:
+            info['mode'] = '%04o' % self.mode
+        if self.needs_export():
+            info.pop('allocated', None)
+            info['size'] = self.record['size'] if self.output_format == self.record['disk_format'] else None
+        return info
+
     def describe(self):
         info = {'dest': self.dest, 'id': self.view.id, 'name': self.record.get('name'), 'store': self.store.name,
-                'format': self.output_format, 'os_hash_value': self.record.get('os_hash_value')}
+                'format': self.output_format, 'os_hash_value': self.record.get('os_hash_value'),
+                'up_to_date': not self.needs_export()}
         if os.path.exists(self.dest):
             stat = os.stat(self.dest)
             info['mode'] = '%04o' % (stat.st_mode & 0o7777)

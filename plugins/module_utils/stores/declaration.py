@@ -139,7 +139,7 @@ def describe(store, with_stats=True):
         'zone': identity.get('zone'),
         'description': identity.get('description'),
         'site_role': identity.get('site_role'),
-        'enabled': store.enabled,
+        'enabled': store.enabled if store.identity is not None else None,
         'quota': identity.get('quota') or {'bytes': None, 'images': None},
         'data_network': identity.get('data_network'),
         'sync_network': identity.get('sync_network'),

@@ -142,7 +142,9 @@ class FileStore(Store):
                     used += item.stat().st_size
         image_count = 0
         for image_id in self.image_ids():
-            image_count += 1
+            # Only active images count (for quota.images too); a failed import's record is not an image.
+            if (self.read_record(image_id) or {}).get('status') == 'active':
+                image_count += 1
             for name in ('record.json', 'slices.json'):
                 try:
                     used += os.stat(os.path.join(self.root, 'images', image_id, name)).st_size

@@ -255,3 +255,34 @@ def test_new_version_stores_only_its_new_slices(declare, image_request, make_raw
     assert len(stored_slices(path)) == 4
     for digest, inode in inodes.items():  # not written again
         assert os.stat(os.path.join(path, 'slices', digest[:2], digest)).st_ino == inode
+
+
+def test_edge_never_holds_an_image_central_lacks_even_with_allow_failure(declare, image_request, make_raw):
+    declare('central', site_role='central', quota={'bytes': SLICE_SIZE})
+    edge = declare('dcn0', site_role='edge')
+    request = image_request(name='a', src=make_raw('a.raw', [1, 2]), stores=['central', 'dcn0'], allow_failure=True)
+    with pytest.raises(StoreError, match='no central store holds'):
+        request.present(False)
+    assert stored_slices(edge) == [] and leftovers(edge) == []
+
+
+def test_failed_import_record_is_not_an_image_for_quota(declare, image_request, make_raw, registry):
+    declare('ok')
+    declare('q', quota={'bytes': SLICE_SIZE + SLICE_SIZE // 2, 'images': 1})
+    image_request(name='a', src=make_raw('a.raw', [1, 2]), stores=['ok', 'q'], allow_failure=True).present(False)
+    from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import describe
+    assert describe(registry.open('q'))['image_count'] == 0
+    request = image_request(name='b', src=make_raw('b.raw', [3]), stores=['q'])
+    assert request.present(False) is True and request.result()['stores'] == ['q']
+
+
+def test_all_stores_skips_disabled_and_allow_failure_skips_disconnected(declare, image_request, make_raw):
+    declare('central')
+    declare('maint', enabled=False)
+    gone = declare('gone')
+    os.rename(os.path.join(gone, 'multistore.json'), os.path.join(gone, 'away.json'))
+    with pytest.raises(StoreError, match="'gone' is disconnected"):
+        image_request(name='a', src=make_raw('a.raw', [1]), all_stores=True).present(False)
+    request = image_request(name='a', src=make_raw('a.raw', [1]), all_stores=True, allow_failure=True)
+    assert request.present(False) is True
+    assert request.result()['stores'] == ['central'] and [f['store'] for f in request.failed_import] == ['gone']

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make test`: everything CI checks, in order, with a summary.
+#
+#   setup        scripts/setup.sh (idempotent; a failure here stops everything)
+#   unit         pytest tests/unit
+#   integration  ansible-test integration (scripts/run-integration.sh)
+#   sanity       ansible-test sanity (scripts/run-sanity.sh)
+#   lint         ansible-lint + antsibull-changelog lint
+#
+# Every suite runs even when an earlier one failed; the exit status is non-zero if any failed.
+# Each suite's output is also written to tests/output/logs/<suite>.log.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+
+MAKE="${MAKE:-make}"
+LOGDIR="$ROOT/tests/output/logs"
+SUITES=(unit integration sanity lint)
+
+declare -A status seconds
+banner() { printf '\n==================== %s ====================\n' "$*"; }
+
+run_suite() {
+    local name="$1"; shift
+    local start=$SECONDS rc
+    banner "$name"
+    mkdir -p "$LOGDIR"
+    "$@" 2>&1 | tee "$LOGDIR/$name.log"
+    rc=${PIPESTATUS[0]}
+    seconds[$name]=$((SECONDS - start))
+    if [ "$rc" -eq 0 ]; then status[$name]=PASSED; else status[$name]="FAILED (exit $rc)"; fi
+    return "$rc"
+}
+
+total_start=$SECONDS
+if ! run_suite setup "$MAKE" --no-print-directory setup; then
+    banner summary
+    echo "setup failed: no test was run (see above)"
+    echo "make test: FAILED"
+    exit 1
+fi
+
+for suite in "${SUITES[@]}"; do
+    # SETUP= : setup already ran above, do not repeat it for every suite
+    run_suite "$suite" "$MAKE" --no-print-directory "$suite" SETUP=
+done
+
+# pytest's own closing line, to show in the summary
+unit_detail="$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOGDIR/unit.log" 2>/dev/null | tail -n1 | sed -E 's/^=+ //; s/ =+$//')"
+
+banner summary
+passed=0
+failed=0
+failed_names=()
+for suite in setup "${SUITES[@]}"; do
+    detail=""
+    [ "$suite" = unit ] && [ -n "$unit_detail" ] && detail="  ($unit_detail)"
+    printf '  %-12s %-18s %5ss%s\n' "$suite" "${status[$suite]}" "${seconds[$suite]}" "$detail"
+    if [ "${status[$suite]}" = PASSED ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failed_names+=("$suite")
+    fi
+done
+printf '  %-12s %-18s %5ss\n' total "" "$((SECONDS - total_start))"
+echo "logs: tests/output/logs/"
+if [ "$failed" -eq 0 ]; then
+    echo "make test: PASSED"
+else
+    echo "make test: FAILED (${failed_names[*]})"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

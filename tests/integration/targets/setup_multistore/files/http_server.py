@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A tiny HTTP server for the integration tests (standard library only).
+
+    python3 http_server.py ROOT INFO_FILE [LIFETIME_SECONDS]
+
+Serves the files of ROOT on 127.0.0.1 on a free port chosen by the kernel, and writes INFO_FILE
+(JSON: port, a closed port, pid) once it listens. Besides the files:
+
+    GET /truncated/NAME   announces the full Content-Length of ROOT/NAME, sends half of it, closes
+    GET /shutdown         stops the server
+
+It also stops when ROOT disappears or after LIFETIME_SECONDS (default 600), so that a test run that
+dies before its cleanup leaves no server behind.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import functools
+import http.server
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (name from the standard library)
+        if self.path == '/shutdown':
+            self._send_text(200, b'bye\n')
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            return None
+        if self.path.startswith('/truncated/'):
+            return self._send_truncated(self.path[len('/truncated/'):])
+        return super().do_GET()
+
+    def _send_text(self, status, body):
+        self.send_response(status)
+        self.send_header('Content-Type', 'text/plain')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_truncated(self, name):
+        path = os.path.join(self.directory, os.path.basename(name))
+        if not os.path.isfile(path):
+            self._send_text(404, b'not found\n')
+            return
+        size = os.path.getsize(path)
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(size))
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        with open(path, 'rb') as handle:
+            self.wfile.write(handle.read(size // 2))
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        sys.stderr.write('%s %s\n' % (self.log_date_time_string(), format % args))
+
+
+def closed_port():
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def watchdog(server, root, deadline):
+    while time.time() < deadline and os.path.isdir(root):
+        time.sleep(1)
+    server.shutdown()
+
+
+def main():
+    root = os.path.abspath(sys.argv[1])
+    info_file = sys.argv[2]
+    lifetime = int(sys.argv[3]) if len(sys.argv) > 3 else 600
+    handler = functools.partial(Handler, directory=root)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    server.daemon_threads = True
+    info = {'port': server.server_address[1], 'closed_port': closed_port(), 'pid': os.getpid()}
+    tmp = info_file + '.tmp'
+    with open(tmp, 'w') as handle:
+        json.dump(info, handle)
+    os.rename(tmp, info_file)
+    threading.Thread(target=watchdog, args=(server, root, time.time() + lifetime), daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+if __name__ == '__main__':
+    main()
