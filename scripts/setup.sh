@@ -36,6 +36,9 @@ APT_PACKAGES=(
     xfsprogs        # XFS stores (reflink clones)
     attr            # getfattr/setfattr: extended attributes on file stores
     shellcheck      # ansible-test sanity "shellcheck" test
+    openssh-client  # file stores on other hosts: bulk data over OpenSSH
+    openssh-server  # sshd for the remote-store tests (started on loopback by the tests, never as a service)
+    procps          # pgrep/ps for the test lab
 )
 
 log() { printf 'setup: %s\n' "$*"; }

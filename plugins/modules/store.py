@@ -43,6 +43,33 @@ options:
   path:
     description: Absolute root directory of a file store, usually a mount path such as C(/cloud_bs). Required with C(state=present).
     type: path
+  host:
+    description:
+      - Host name or address of another host that holds the file store, reached over SSH. Without it the store is local.
+      - The store must have been declared on that host first (this module run there). Here it is only registered, and its
+        identity is read, not changed (I(zone), I(site_role), I(quota), I(enabled) and the networks are the owner's).
+      - Copies use the store host's address in the image-sync network when this host shares that network, the data
+        network otherwise, and I(host) last.
+    type: str
+  port:
+    description: SSH port of I(host).
+    type: int
+    default: 22
+  user:
+    description: SSH user on I(host).
+    type: str
+    default: root
+  private_key:
+    description: Private key file for I(host) (OpenSSH is used for the data, the fastest path measured here).
+    type: path
+  password:
+    description: Password for I(user) on I(host); uses paramiko (slower than OpenSSH). Stored in the registry file (mode 0600).
+    type: str
+  known_hosts:
+    description:
+      - known_hosts file holding the host key of I(host), under the name given as I(host), with no port.
+      - Host keys are always verified, never added blindly. Defaults to C(~/.ssh/known_hosts).
+    type: path
   zone:
     description: Zone (site) the store belongs to, reported in image locations.
     type: str
@@ -102,6 +129,14 @@ EXAMPLES = r'''
     site_role: edge
     enabled: false
 
+- name: Reach the central store from an edge host over SSH (declared on the central host first)
+  vmimages.multistore.store:
+    name: central
+    path: /cloud_bs
+    host: central.example.org
+    private_key: /root/.ssh/multistore_sync
+    known_hosts: /etc/vmimages-multistore/known_hosts
+
 - name: Forget a store (its data stays on disk; declaring the path again finds it)
   vmimages.multistore.store:
     name: old
@@ -141,6 +176,12 @@ def main():
         name=dict(type='str', required=True),
         type=dict(type='str', default='file', choices=['file']),
         path=dict(type='path'),
+        host=dict(type='str'),
+        port=dict(type='int', default=22),
+        user=dict(type='str', default='root'),
+        private_key=dict(type='path', no_log=False),
+        password=dict(type='str', no_log=True),
+        known_hosts=dict(type='path'),
         zone=dict(type='str'),
         description=dict(type='str'),
         site_role=dict(type='str', choices=['central', 'edge']),

@@ -39,5 +39,9 @@ class UnsafeImageError(FormatError):
     """The image could make qemu read host files or has features we refuse (CVE-2024-32498 class)."""
 
 
+class TransferInterrupted(StoreError):
+    """The connection to a store broke off mid-transfer; staged data is kept for the next run."""
+
+
 class LockError(MultistoreError):
     """Another run holds the lock on an image or store."""

@@ -18,7 +18,7 @@ import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
-    ImageError, InvalidArgument, SourceError, StoreError)
+    ImageError, InvalidArgument, MultistoreError, SourceError, StoreError, TransferInterrupted)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
     check_image_id, check_image_name, parse_checksum)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import (
@@ -53,8 +53,7 @@ class Catalog:
     def images(self, store_names=None):
         copies = {}
         for store in self._connected(store_names):
-            for image_id in store.backend.image_ids():
-                record = store.backend.read_record(image_id)
+            for image_id, record in store.backend.read_records().items():
                 if record:
                     copies.setdefault(image_id, {})[store.name] = record
         return dict((image_id, ImageView(image_id, found, self.stores)) for image_id, found in copies.items())
@@ -328,15 +327,24 @@ class ImageRequest:
             locks = _locked(stack, targets, image_id)
             try:
                 sinks = self._sinks(stack, image_id, targets, placeholder)
+                resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
+                if resumed and self.actions:
+                    self.actions[-1] += ' (resumed: %d slices were already there)' % resumed
                 record, slice_list = move_data(sinks, self._refresher(locks))
                 self._finish(image_id, sinks, slice_list, record)
-            except BaseException:
+            except BaseException as exc:
+                # An interrupted transfer keeps its staged slices so that a re-run sends only what is missing;
+                # a transfer that failed on its merits (checksum, format, quota) leaves nothing behind.
+                keep = isinstance(exc, (TransferInterrupted, KeyboardInterrupt, SystemExit))
                 for sink in sinks:
-                    sink.writer.abort()
+                    sink.writer.abort(keep=keep)
                 for store in targets:
-                    existing = store.backend.read_record(image_id)
-                    if existing is not None and existing.get('status') != 'active':
-                        store.backend.remove_image(image_id)
+                    try:
+                        existing = store.backend.read_record(image_id)
+                        if existing is not None and existing.get('status') != 'active':
+                            store.backend.remove_image(image_id)
+                    except MultistoreError:
+                        pass  # unreachable now: its placeholder shows as failed_import until the next run completes it
                 raise
 
     def _import(self, image_id, source, targets):
@@ -369,17 +377,20 @@ class ImageRequest:
         placeholder = dict(record, status='importing', updated_at=utc_now())
 
         def move_data(sinks, refresh):
-            for count, digest in enumerate(sorted(slice_list.digests()), 1):
-                needing = [sink for sink in sinks if not sink.error and not sink.store.backend.has_slice(digest)]
-                if needing:
-                    data = source_store.backend.read_slice(digest)
-                    if hashlib.sha256(data).hexdigest() != digest:
-                        raise ImageError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true"
-                                         % (digest, view.id, source_store.name))
-                    for sink in needing:
+            digests = sorted(slice_list.digests())
+            # Ask each destination once what it lacks (slices it has, or staged by an interrupted run, stay put).
+            lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
+                           for sink in sinks)
+            wanted = [digest for digest in digests if any(digest in lacking[sink.store.name] for sink in sinks)]
+            for count, (digest, data) in enumerate(source_store.backend.read_slices(wanted), 1):
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ImageError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true"
+                                     % (digest, view.id, source_store.name))
+                for sink in sinks:
+                    if digest in lacking[sink.store.name]:
                         sink.put(digest, data)
-                    if all(sink.error for sink in sinks):
-                        raise StoreError('; '.join(sink.error for sink in sinks))
+                if all(sink.error for sink in sinks):
+                    raise StoreError('; '.join(sink.error for sink in sinks))
                 refresh(count)
             return record, slice_list
 

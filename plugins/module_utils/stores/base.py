@@ -23,12 +23,16 @@ class SliceWriter:
         """Stage a slice unless the store already has it; return True when bytes were written."""
         raise NotImplementedError
 
+    def staged_digests(self):
+        """Slices already staged (adopted from an interrupted run or written by this one)."""
+        raise NotImplementedError
+
     def commit(self):
         """Make every staged slice durable and visible."""
         raise NotImplementedError
 
-    def abort(self):
-        """Drop every staged slice."""
+    def abort(self, keep=False):
+        """Drop every staged slice; with ``keep`` (an interrupted transfer) leave them for the next run."""
         raise NotImplementedError
 
 
@@ -44,6 +48,10 @@ class Store:
         raise NotImplementedError
 
     def write_identity(self, identity):
+        raise NotImplementedError
+
+    def check_root(self):
+        """None, or why the store root cannot hold a store (for example: it is a file)."""
         raise NotImplementedError
 
     def status(self):
@@ -64,6 +72,15 @@ class Store:
     def read_slice(self, digest):
         raise NotImplementedError
 
+    def read_slices(self, digests):
+        """Yield (digest, data) in order; backends with latency override this to prefetch."""
+        for digest in digests:
+            yield digest, self.read_slice(digest)
+
+    def missing_slices(self, digests):
+        """The subset of ``digests`` the store lacks (one round trip for remote backends)."""
+        return [digest for digest in digests if not self.has_slice(digest)]
+
     def slice_writer(self, image_id):
         raise NotImplementedError
 
@@ -77,6 +94,10 @@ class Store:
 
     def read_record(self, image_id):
         raise NotImplementedError
+
+    def read_records(self):
+        """{image id: record} for every image (one round trip for remote backends)."""
+        return dict((image_id, self.read_record(image_id)) for image_id in self.image_ids())
 
     def write_record(self, image_id, record):
         raise NotImplementedError

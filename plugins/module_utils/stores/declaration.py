@@ -6,13 +6,12 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
-    check_cidr, check_store_name, check_store_path, parse_size)
+    check_cidr, check_port, check_store_name, check_store_path, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import BACKENDS, OpenStore
 
@@ -57,24 +56,40 @@ class StoreDeclaration:
             'sync_network': check_cidr(params['sync_network'], 'sync_network') if params.get('sync_network') else None,
         }
 
-    def _check_path_not_taken(self, path):
+    def _check_path_not_taken(self, path, host):
         for declaration in self.registry.declarations():
-            if declaration['name'] != self.name and declaration.get('path') == path:
-                raise InvalidArgument("path %s is already declared as store '%s': one path holds one store; use name: %s"
-                                      % (path, declaration['name'], declaration['name']))
+            if declaration['name'] != self.name and declaration.get('path') == path and declaration.get('host') == host:
+                raise InvalidArgument("path %s%s is already declared as store '%s': one path holds one store; use name: %s"
+                                      % ('%s:' % host if host else '', path, declaration['name'], declaration['name']))
+
+    def _connection(self):
+        """How to reach a store on another host; empty for a local store."""
+        params = self.params
+        if not params.get('host'):
+            return {}
+        connection = {'host': params['host'], 'port': check_port(params.get('port') or 22), 'user': params.get('user') or 'root'}
+        for key in ('private_key', 'known_hosts', 'password'):
+            if params.get(key):
+                connection[key] = params[key]
+        return connection
 
     def present(self, check_mode):
         store_type = self.params.get('type') or 'file'
         if store_type not in BACKENDS:
             raise InvalidArgument("store type '%s' is not supported yet (supported: %s)" % (store_type, ', '.join(sorted(BACKENDS))))
         path = check_store_path(self.params.get('path'))
+        connection = self._connection()
         desired = self._desired_identity()
-        self._check_path_not_taken(path)
+        self._check_path_not_taken(path, connection.get('host'))
         old = self.registry.declaration(self.name)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise StoreError("store path %s exists and is not a directory" % path)
-
-        probe = OpenStore({'name': self.name, 'type': store_type, 'path': path})
+        probe = OpenStore(dict(connection, name=self.name, type=store_type, path=path))
+        if probe.unreachable:
+            raise StoreError("store '%s': %s" % (self.name, probe.unreachable))
+        problem = probe.backend.check_root()
+        if problem:
+            raise StoreError("store '%s': %s" % (self.name, problem))
+        if connection:
+            return self._present_remote(probe, connection, old, check_mode)
         identity = probe.identity
         if identity is None and old and old.get('path') == path and old.get('id'):
             raise StoreError("store '%s' (id %s) was at %s but its identity record is gone: is the filesystem mounted? "
@@ -109,6 +124,21 @@ class StoreDeclaration:
                 self.registry.save(new_declaration)
         return identity_changed or declaration_changed
 
+    def _present_remote(self, probe, connection, old, check_mode):
+        """A store on another host is declared there; here it is only registered, its identity is read, not written."""
+        identity = probe.identity
+        if identity is None:
+            raise StoreError("there is no store at %s:%s: declare it on its own host first (vmimages.multistore.store "
+                             "run there), then register it here" % (connection['host'], probe.declaration['path']))
+        new_declaration = dict(connection, name=self.name, type=probe.declaration['type'], path=probe.declaration['path'],
+                               id=identity['id'], data_address=identity.get('data_network'), sync_address=identity.get('sync_network'))
+        self.before = self._view(old, identity if old else None)
+        self.after = self._view(new_declaration, identity)
+        changed = old != new_declaration
+        if changed and not check_mode:
+            self.registry.save(new_declaration)
+        return changed
+
     def absent(self, check_mode):
         old = self.registry.declaration(self.name)
         self.before = self._view(old, None) if old else {}
@@ -123,6 +153,8 @@ class StoreDeclaration:
             return {}
         view = dict((key, (identity or {}).get(key)) for key in DECLARED_FIELDS)
         view.update(declaration or {})
+        if 'password' in view:
+            view['password'] = '********'
         if identity:
             view['id'] = identity.get('id')
         return view
@@ -135,6 +167,7 @@ def describe(store, with_stats=True):
         'name': store.name,
         'type': store.declaration['type'],
         'path': store.declaration.get('path'),
+        'host': store.declaration.get('host'),
         'id': identity.get('id'),
         'zone': identity.get('zone'),
         'description': identity.get('description'),
@@ -144,6 +177,7 @@ def describe(store, with_stats=True):
         'data_network': identity.get('data_network'),
         'sync_network': identity.get('sync_network'),
         'status': store.status(),
+        'error': store.unreachable,
         'last_check': utc_now(),
     }
     if with_stats and store.identity is not None:

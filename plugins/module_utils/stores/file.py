@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import hashlib
 import os
 import shutil
 import uuid
@@ -34,24 +35,48 @@ LAYOUT_DIRS = ('slices', 'images', 'staging', 'locks')
 
 
 class FileSliceWriter(SliceWriter):
+    """Stages slices under staging/<image id>.partial/ until commit.
+
+    The staging directory belongs to the image (its lock is held), not to one run: a transfer that was
+    interrupted leaves its staged slices there and the next run adopts every one whose content still
+    matches its name, so only the missing slices travel again.
+    """
+
     def __init__(self, store, image_id):
         self.store = store
-        self.directory = os.path.join(store.root, 'staging', '%s-%s' % (image_id, uuid.uuid4().hex[:12]))
-        os.mkdir(self.directory, 0o755)
+        self.directory = os.path.join(store.root, 'staging', '%s.partial' % image_id)
+        makedirs(self.directory)
         self.staged = {}
         self.new_bytes = 0
+        self.adopted_bytes = 0
+        self._adopt()
+
+    def _adopt(self):
+        for entry in _scandir(self.directory):
+            name = entry.name
+            if len(name) == 64 and not self.store.has_slice(name) and _file_sha256(entry.path) == name:
+                self.staged[name] = entry.path
+                self.adopted_bytes += entry.stat().st_size
+            else:
+                remove_file(entry.path)
+        self.new_bytes = self.adopted_bytes
+
+    def staged_digests(self):
+        return list(self.staged)
 
     def put(self, digest, data):
         if digest in self.staged or self.store.has_slice(digest):
             return False
         path = os.path.join(self.directory, digest)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        partial = path + '.part'
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
+        os.rename(partial, path)
         self.staged[digest] = path
         self.new_bytes += len(data)
         return True
@@ -75,9 +100,19 @@ class FileSliceWriter(SliceWriter):
         self.staged = {}
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def abort(self):
+    def abort(self, keep=False):
+        """Drop the staged slices, or with ``keep`` leave them for the next run to adopt."""
         self.staged = {}
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_path(path):
@@ -114,6 +149,11 @@ class FileStore(Store):
         except (IOError, OSError) as exc:
             raise StoreError("store '%s': cannot write to %s (%s): make the path writable for the user running the task"
                              % (self.name, self.root, exc.strerror or exc))
+
+    def check_root(self):
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            return '%s exists and is not a directory' % self.root
+        return None
 
     def status(self):
         try:

@@ -17,6 +17,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import atomic_write_json, makedirs, read_json, remove_file
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_store_name
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import SshFileStore
 
 SYSTEM_REGISTRY = '/var/lib/vmimages-multistore/stores'
 USER_REGISTRY = '~/.local/share/vmimages-multistore/stores'
@@ -33,8 +34,20 @@ class OpenStore:
     def __init__(self, declaration):
         self.declaration = declaration
         self.name = declaration['name']
-        self.backend = BACKENDS[declaration['type']](self.name, declaration)
-        self.identity = self.backend.read_identity()
+        backend = SshFileStore if declaration.get('host') else BACKENDS[declaration['type']]
+        self.backend = backend(self.name, declaration)
+        self.identity = self._read_identity()
+
+    def _read_identity(self):
+        try:
+            return self.backend.read_identity()
+        except StoreError as exc:
+            if not self.declaration.get('host'):
+                raise
+            self.unreachable = str(exc)  # a remote store that cannot be reached is disconnected, not an error
+            return None
+
+    unreachable = None
 
     @property
     def id(self):
@@ -56,6 +69,8 @@ class OpenStore:
         return self.backend.status()
 
     def ensure_readable(self):
+        if self.unreachable:
+            raise StoreError("store '%s' is disconnected: %s" % (self.name, self.unreachable))
         if self.identity is None:
             raise StoreError("store '%s' is disconnected: no store identity at %s (is the filesystem mounted?)"
                              % (self.name, self.declaration.get('path')))

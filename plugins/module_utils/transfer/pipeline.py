@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps pylint's py2 checks quiet
     import Queue as queue  # noqa
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import MultistoreError, StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import MultistoreError, StoreError, TransferInterrupted
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList, is_zero
 
@@ -49,6 +49,8 @@ class StoreSink:
                 raise StoreError("store '%s' quota exceeded: the image needs more than the %d bytes left under quota.bytes; "
                                  "raise the quota or delete images" % (self.store.name, self.byte_budget))
             self.writer.put(digest, data)
+        except TransferInterrupted:
+            raise  # the whole transfer stops and keeps its staged slices for the next run
         except MultistoreError as exc:
             self.error = str(exc)
         except (IOError, OSError) as exc:

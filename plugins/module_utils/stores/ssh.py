@@ -1,0 +1,460 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""File stores on other hosts, reached over SSH.
+
+The client starts the store agent (stores/agent.py) on the store host and talks to it in frames
+(stores/wire.py). To a plain SSH account it ships the agent's code itself, so the store host needs
+nothing but python3; a store-to-store key whose authorized_keys entry forces the installed agent with
+``--root`` gets the same protocol with narrower rights.
+
+Bulk data goes through OpenSSH (measured here: ``ssh -c aes128-gcm`` 0.73 GB/s, paramiko SFTP 0.16-0.37
+GB/s); paramiko is used only when the store is declared with a password. Host keys are always checked
+against a known_hosts file (no blind auto-add), under the store's host name as alias, so the same
+entry serves the management, data and sync addresses.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import base64
+import importlib
+import io
+import ipaddress
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import zipfile
+
+try:
+    import queue
+except ImportError:  # pragma: no cover
+    import Queue as queue  # noqa
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import wire
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
+
+PACKAGE = 'ansible_collections.vmimages.multistore.plugins.module_utils'
+AGENT_MODULES = ('common.errors', 'common.fs', 'common.locks', 'slices.slice_list', 'stores.base', 'stores.file',
+                 'stores.wire', 'stores.agent')
+# Reads the shipped code (one frame), imports the agent from it, then serves on stdin/stdout.
+BOOTSTRAP = (
+    "import json,os,struct,sys,tempfile\n"
+    "r=sys.stdin.buffer\n"
+    "n=struct.unpack('>I',r.read(4))[0]\n"
+    "h=json.loads(r.read(n).decode('utf-8'))\n"
+    "fd,p=tempfile.mkstemp(suffix='.zip')\n"
+    "os.write(fd,r.read(h['size']))\n"
+    "os.close(fd)\n"
+    "sys.path.insert(0,p)\n"
+    "from ansible_collections.vmimages.multistore.plugins.module_utils.stores import agent\n"
+    "os.unlink(p)\n"
+    "agent.main(sys.argv[1:])\n"
+)
+CIPHERS = 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr'
+PREFETCH_SLICES = 4
+PIPELINE_DEPTH = 32
+
+
+def agent_payload():
+    """A zip of the agent's modules, read from wherever they were imported (files or AnsiballZ zip)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
+        packages = set()
+        for short in AGENT_MODULES:
+            name = '%s.%s' % (PACKAGE, short)
+            module = importlib.import_module(name)
+            source = module.__loader__.get_source(name)
+            path = name.replace('.', '/')
+            archive.writestr(path + '.py', source)
+            parts = name.split('.')[:-1]
+            for depth in range(1, len(parts) + 1):
+                packages.add('/'.join(parts[:depth]))
+        for package in sorted(packages):
+            archive.writestr(package + '/__init__.py', '')
+    return buffer.getvalue()
+
+
+def bootstrap_command():
+    code = base64.b64encode(BOOTSTRAP.encode('utf-8')).decode('ascii')
+    return "python3 -c 'import base64;exec(base64.b64decode(\"%s\"))'" % code
+
+
+def choose_address(config):
+    """The store host's address in a network this host shares: sync first, then data, then management."""
+    for key in ('sync_address', 'data_address'):
+        candidate = config.get(key)
+        if not candidate:
+            continue
+        interface = ipaddress.ip_interface(candidate)
+        family = socket.AF_INET6 if interface.version == 6 else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.connect((str(interface.ip), 9))  # no packet is sent: this only asks the routing table
+            local = ipaddress.ip_address(probe.getsockname()[0])
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        if local in interface.network and local != interface.ip:
+            return str(interface.ip)
+    return config['host']
+
+
+class AgentConnection:
+    """One agent process on the store host and the frames to and from it."""
+
+    def __init__(self, store_name, config):
+        self.store_name = store_name
+        self.config = config
+        self.address = choose_address(config)
+        self.process = None
+        self.client = None
+        self.pending_errors = []
+        self.outstanding = 0
+        self._stderr = tempfile.TemporaryFile()
+        self._start()
+        try:
+            wire.send(self.stdin, {'op': 'bootstrap'}, agent_payload())
+            self.stdin.flush()
+            hello, _body = wire.receive(self.stdout)
+        except (wire.WireClosed, IOError, OSError, ValueError) as exc:
+            raise errors.StoreError("store '%s' on %s is unreachable: %s" % (store_name, self._where(), self._reason(exc)))
+        if hello.get('agent') != 'vmimages.multistore' or hello.get('protocol') != wire.PROTOCOL:
+            raise errors.StoreError("store '%s' on %s: the agent speaks protocol %r, this client %d: update the collection on both"
+                                    % (store_name, self._where(), hello.get('protocol'), wire.PROTOCOL))
+        self.remote_host = hello.get('host')
+
+    def _where(self):
+        return '%s@%s:%s' % (self.config.get('user') or 'root', self.address, self.config.get('port') or 22)
+
+    def _reason(self, exc):
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._stderr.seek(0)
+        text = self._stderr.read().decode('utf-8', 'replace').strip()
+        return text.splitlines()[-1] if text else str(exc)
+
+    def _start(self):
+        config = self.config
+        known_hosts = config.get('known_hosts') or os.path.expanduser('~/.ssh/known_hosts')
+        if config.get('password'):
+            self._start_paramiko(known_hosts)
+            return
+        argv = ['ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'UserKnownHostsFile=%s' % known_hosts,
+                '-o', 'HostKeyAlias=%s' % config['host'], '-o', 'Compression=no', '-o', 'ServerAliveInterval=15',
+                '-o', 'ConnectTimeout=%d' % int(config.get('timeout') or 10), '-c', CIPHERS,
+                '-p', str(config.get('port') or 22), '-l', config.get('user') or 'root']
+        if config.get('private_key'):
+            argv += ['-o', 'IdentitiesOnly=yes', '-i', config['private_key']]
+        argv += [self.address, bootstrap_command()]
+        try:
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 20)
+        except OSError as exc:
+            raise errors.StoreError('cannot run ssh (%s): install openssh-client' % exc)
+        self.stdin = self.process.stdin
+        self.stdout = self.process.stdout
+
+    def _start_paramiko(self, known_hosts):
+        try:
+            import paramiko
+        except ImportError:
+            raise errors.StoreError("store '%s' is declared with a password, which needs the Python library paramiko on this host: "
+                                    "install python3-paramiko, or use private_key" % self.store_name)
+        config = self.config
+        host_keys = paramiko.HostKeys()
+        try:
+            host_keys.load(known_hosts)
+        except IOError:
+            raise errors.StoreError("known_hosts file %s is missing: host keys are never accepted blindly" % known_hosts)
+        port = int(config.get('port') or 22)
+        try:
+            sock = socket.create_connection((self.address, port), timeout=int(config.get('timeout') or 10))
+            transport = paramiko.Transport(sock)
+            transport.start_client(timeout=int(config.get('timeout') or 10))
+            # The same rule as OpenSSH with HostKeyAlias: the entry is the store's host name, whatever address or port.
+            offered = transport.get_remote_server_key()
+            known = host_keys.lookup(config['host']) or {}
+            if known.get(offered.get_name()) != offered:
+                transport.close()
+                raise errors.StoreError("store '%s' on %s: Host key verification failed (no matching %s key for %s in %s)"
+                                        % (self.store_name, self._where(), offered.get_name(), config['host'], known_hosts))
+            transport.auth_password(config.get('user') or 'root', config['password'])
+            channel = transport.open_session()
+            channel.exec_command(bootstrap_command())
+        except (paramiko.SSHException, socket.error) as exc:
+            raise errors.StoreError("store '%s' on %s is unreachable: %s" % (self.store_name, self._where(), exc))
+        self.client = transport
+        self.stdin = channel.makefile('wb', 1 << 20)
+        self.stdout = channel.makefile('rb', 1 << 20)
+
+    def _broken(self, exc):
+        return errors.TransferInterrupted("the connection to store '%s' on %s broke off: %s; run again to resume"
+                                          % (self.store_name, self._where(), self._reason(exc)))
+
+    def _raise(self, reply):
+        cls = getattr(errors, reply.get('error') or '', None)
+        if not (isinstance(cls, type) and issubclass(cls, errors.MultistoreError)):
+            cls = errors.StoreError
+        raise cls('%s (store %s on %s)' % (reply.get('message'), self.store_name, self.remote_host))
+
+    def call(self, op, body=None, **args):
+        try:
+            wire.send(self.stdin, {'op': op, 'args': args}, body)
+            self.stdin.flush()
+            while True:
+                reply, _body = wire.receive(self.stdout)
+                if reply.get('pipelined'):
+                    self.pending_errors.append(reply)
+                    continue
+                break
+        except (wire.WireClosed, IOError, OSError) as exc:
+            raise self._broken(exc)
+        self.outstanding = 0
+        if self.pending_errors:
+            self._raise(self.pending_errors.pop(0))
+        if not reply.get('ok'):
+            self._raise(reply)
+        return reply.get('result')
+
+    def send_nowait(self, op, body=None, **args):
+        """A request answered only if it fails (slice puts): the sender never waits for a round trip."""
+        try:
+            wire.send(self.stdin, {'op': op, 'args': args, 'reply': False}, body)
+        except (IOError, OSError) as exc:
+            raise self._broken(exc)
+        self.outstanding += 1
+        if self.outstanding >= PIPELINE_DEPTH:
+            self.call('ping')
+
+    def stream_slices(self, digests):
+        """Yield (digest, data) for ``digests``; a reader thread keeps PREFETCH_SLICES in flight."""
+        if not digests:
+            return
+        frames = queue.Queue(PREFETCH_SLICES)
+
+        def read():
+            try:
+                while True:
+                    header, body = wire.receive(self.stdout)
+                    frames.put((header, body))
+                    if header.get('end') or not header.get('ok'):
+                        return
+            except (wire.WireClosed, IOError, OSError) as exc:
+                frames.put(({'broken': exc}, None))
+
+        try:
+            wire.send(self.stdin, {'op': 'read_slices', 'args': {'digests': list(digests)}})
+            self.stdin.flush()
+        except (IOError, OSError) as exc:
+            raise self._broken(exc)
+        reader = threading.Thread(target=read)
+        reader.daemon = True
+        reader.start()
+        while True:
+            header, body = frames.get()
+            if 'broken' in header:
+                raise self._broken(header['broken'])
+            if header.get('end'):
+                break
+            if not header.get('ok'):
+                self._raise(header)
+            yield header['digest'], body
+        reader.join()
+
+    def close(self):
+        try:
+            self.stdin.close()
+        except (IOError, OSError):
+            pass
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.client is not None:
+            self.client.close()
+        self._stderr.close()
+
+
+class RemoteSliceWriter(SliceWriter):
+    def __init__(self, store, image_id):
+        self.store = store
+        opened = store.agent().call('writer_open', image_id=image_id)
+        self.handle = opened['handle']
+        self.staged = set(opened['staged'])
+        self.new_bytes = opened['new_bytes']
+
+    def staged_digests(self):
+        return list(self.staged)
+
+    def put(self, digest, data):
+        if digest in self.staged:
+            return False
+        self.store.agent().send_nowait('put_slice', bytes(data), handle=self.handle, digest=digest)
+        self.staged.add(digest)
+        self.new_bytes += len(data)
+        return True
+
+    def commit(self):
+        self.store.agent().call('writer_commit', handle=self.handle)
+
+    def abort(self, keep=False):
+        try:
+            self.store.agent().call('writer_abort', handle=self.handle, keep=keep)
+        except errors.MultistoreError:
+            pass  # the connection is gone: the agent died with it and left its staging for the next run
+
+
+class RemoteLock:
+    def __init__(self, store, image_id):
+        self.store = store
+        self.image_id = image_id
+        self.handle = None
+
+    def acquire(self):
+        self.handle = self.store.agent().call('lock_acquire', image_id=self.image_id)
+        return self
+
+    def refresh(self):
+        if self.handle is not None:
+            self.store.agent().call('lock_refresh', handle=self.handle)
+
+    def release(self):
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            try:
+                self.store.agent().call('lock_release', handle=handle)
+            except errors.MultistoreError:
+                pass  # a dead agent's lock is broken by the next run (its process is gone)
+
+    def busy(self):
+        return self.store.agent().call('lock_busy', image_id=self.image_id)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+class RemoteGuard:
+    def __init__(self, store, exclusive):
+        self.store = store
+        self.exclusive = exclusive
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = self.store.agent().call('guard_acquire', exclusive=self.exclusive)
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            self.store.agent().call('guard_release', handle=self.handle)
+        except errors.MultistoreError:
+            pass  # flock dies with the agent process
+
+
+class SshFileStore(Store):
+    kind = 'file'
+
+    def __init__(self, name, config):
+        super(SshFileStore, self).__init__(name, config)
+        self.root = config['path']
+        self._agent = None
+
+    def agent(self):
+        if self._agent is None:
+            connection = AgentConnection(self.name, self.config)
+            try:
+                connection.call('open', name=self.name, path=self.root)
+            except errors.MultistoreError:
+                connection.close()
+                raise
+            self._agent = connection
+        return self._agent
+
+    def close(self):
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def read_identity(self):
+        return self.agent().call('read_identity')
+
+    def write_identity(self, identity):
+        self.agent().call('write_identity', identity=identity)
+
+    def check_root(self):
+        return self.agent().call('check_root')
+
+    def status(self):
+        try:
+            return self.agent().call('status')
+        except errors.StoreError:
+            return 'disconnected'
+
+    def writable_problem(self):
+        return self.agent().call('writable_problem')
+
+    def stats(self):
+        return self.agent().call('stats')
+
+    def location(self, image_id):
+        return 'file://%s%s' % (self.config['host'], os.path.join(self.root, 'images', image_id))
+
+    def has_slice(self, digest):
+        return not self.agent().call('missing_slices', digests=[digest])
+
+    def missing_slices(self, digests):
+        return self.agent().call('missing_slices', digests=list(digests))
+
+    def read_slice(self, digest):
+        for _digest, data in self.agent().stream_slices([digest]):
+            return data
+        raise errors.StoreError("store '%s': slice %s is missing" % (self.name, digest))
+
+    def read_slices(self, digests):
+        return self.agent().stream_slices(list(digests))
+
+    def slice_writer(self, image_id):
+        return RemoteSliceWriter(self, image_id)
+
+    def remove_unreferenced(self, candidates):
+        return self.agent().call('remove_unreferenced', digests=sorted(candidates))
+
+    def image_ids(self):
+        return self.agent().call('image_ids')
+
+    def read_record(self, image_id):
+        return self.agent().call('read_record', image_id=image_id)
+
+    def read_records(self):
+        return self.agent().call('read_records')
+
+    def write_record(self, image_id, record):
+        self.agent().call('write_record', image_id=image_id, record=record)
+
+    def read_slice_list(self, image_id):
+        data = self.agent().call('read_slice_list', image_id=image_id)
+        return None if data is None else SliceList.from_dict(data)
+
+    def write_slice_list(self, image_id, slice_list):
+        self.agent().call('write_slice_list', image_id=image_id, slice_list=slice_list.to_dict())
+
+    def remove_image(self, image_id):
+        return self.agent().call('remove_image', image_id=image_id)
+
+    def image_lock(self, image_id):
+        return RemoteLock(self, image_id)
+
+    def slice_guard(self, exclusive):
+        return RemoteGuard(self, exclusive)
