@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import mmap
 import threading
 
 try:
@@ -97,7 +98,8 @@ def run(reader, sinks, extra_algorithms=(), on_slice=None):
     slices = []
     errors = []
 
-    buffers = [bytearray(SLICE_SIZE) for dummy in range(POOL_BUFFERS)]
+    # Page-aligned (mmap) buffers let file stores write them with O_DIRECT, without a copy.
+    buffers = [mmap.mmap(-1, SLICE_SIZE) for dummy in range(POOL_BUFFERS)]
     free = queue.Queue()
     for slot in range(POOL_BUFFERS):
         free.put(slot)
