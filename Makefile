@@ -19,13 +19,15 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test lab-up lab-down sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
 	@echo "make test         setup, then unit, integration, sanity, lint; summary (what CI runs)"
 	@echo "make unit         pytest tests/unit              [PYTEST_ARGS=...]"
 	@echo "make integration  ansible-test integration       [TARGETS='name ...']"
+	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"
+	@echo "make lab-up       create lab LAB_NAME=dev with LAB_HOSTS=central,edge1,edge2 (root); make lab-down"
 	@echo "make sanity       ansible-test sanity            [SANITY_ARGS='--test pylint']"
 	@echo "make lint         ansible-lint + antsibull-changelog lint"
 	@echo "make demo         run playbooks/demo.yml on localhost (inventories/local)"
@@ -47,6 +49,21 @@ unit: $(SETUP)
 
 integration: $(SETUP)
 	@bash scripts/run-integration.sh $(TARGETS)
+
+LAB_NAME ?= dev
+LAB_HOSTS ?= central,edge1,edge2
+
+lab-test: $(SETUP)
+	$(BIN)/python -m pytest tests/lab -m lab $(PYTEST_ARGS)
+
+# the suite `make test` runs on the lab
+lab: lab-test
+
+lab-up: $(SETUP)
+	$(BIN)/python tests/lab/lab.py create --name $(LAB_NAME) --hosts $(LAB_HOSTS)
+
+lab-down:
+	$(BIN)/python tests/lab/lab.py destroy --name $(LAB_NAME)
 
 sanity: $(SETUP)
 	@bash scripts/run-sanity.sh $(SANITY_ARGS)

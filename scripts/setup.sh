@@ -39,6 +39,10 @@ APT_PACKAGES=(
     openssh-client  # file stores on other hosts: bulk data over OpenSSH
     openssh-server  # sshd for the remote-store tests (started on loopback by the tests, never as a service)
     procps          # pgrep/ps for the test lab
+    debootstrap       # tests/lab: Debian base of the lab hosts
+    systemd-container # tests/lab: systemd-nspawn (--no-install-recommends: keeps nsswitch.conf as it is)
+    zstd              # tests/lab: base image tarball
+    iproute2          # tests/lab: ip/tc, network namespaces, bridges, veths
 )
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -16,7 +16,7 @@ cd "$ROOT" || exit 1
 
 MAKE="${MAKE:-make}"
 LOGDIR="$ROOT/tests/output/logs"
-SUITES=(unit integration sanity lint)
+SUITES=(unit integration lab sanity lint)
 
 declare -A status seconds
 banner() { printf '\n==================== %s ====================\n' "$*"; }
