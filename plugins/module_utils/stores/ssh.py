@@ -17,6 +17,7 @@ entry serves the management, data and sync addresses.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import atexit
 import base64
 import importlib
 import io
@@ -380,6 +381,8 @@ class SshFileStore(Store):
                 connection.close()
                 raise
             self._agent = connection
+            # Close the channel cleanly when the module ends: the agent releases its locks and guards then.
+            atexit.register(self.close)
         return self._agent
 
     def close(self):
