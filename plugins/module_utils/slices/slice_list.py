@@ -42,15 +42,6 @@ class SliceList:
         """The distinct stored slices (zero slices excluded)."""
         return set(digest for digest in self.slices if digest)
 
-    def stored_bytes(self):
-        seen = set()
-        total = 0
-        for index, digest in enumerate(self.slices):
-            if digest and digest not in seen:
-                seen.add(digest)
-                total += self.slice_length(index)
-        return total
-
     def to_dict(self):
         return {'layout': LAYOUT, 'hash': SLICE_HASH, 'slice_size': self.slice_size, 'size': self.size, 'slices': self.slices}
 
