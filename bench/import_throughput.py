@@ -152,7 +152,6 @@ def engine_thread_label(thread):
     return None
 
 
-
 class Outcome:
     def __init__(self, timing, md5=None, sha512=None, steps=None, threads=None):
         self.timing = timing

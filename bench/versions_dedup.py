@@ -23,7 +23,6 @@ import benchlib
 from benchlib import MIB, SLICE, Timed, gbps
 
 
-
 def du_bytes(path, apparent=False):
     command = ['du', '-s', '--block-size=1'] + (['--apparent-size'] if apparent else []) + [path]
     try:

@@ -484,4 +484,3 @@ def run_main(main):
     except BenchError as exc:
         print('error: %s' % exc, file=sys.stderr)
         sys.exit(2)
-
