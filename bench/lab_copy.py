@@ -96,8 +96,8 @@ class Lab:
         proc = subprocess.run(self.exec_argv(host, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, check=False)
         if check and proc.returncode != 0:
-            raise benchlib.BenchError('on %s: %s failed (rc %d): %s' % (host, ' '.join(command), proc.returncode,
-                                                                       (proc.stderr or proc.stdout).strip()[-2000:]))
+            detail = (proc.stderr or proc.stdout).strip()[-2000:]
+            raise benchlib.BenchError('on %s: %s failed (rc %d): %s' % (host, ' '.join(command), proc.returncode, detail))
         return proc
 
     def shell(self, host, script, check=True):
@@ -161,6 +161,15 @@ def _classify(comm, cmdline):
     return 'other'
 
 
+def machine_jiffies():
+    """(busy, total, irq + softirq) jiffies of all CPUs of this machine (/proc/stat)."""
+    with open('/proc/stat') as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]] + [0] * 8
+    idle = fields[3] + fields[4]          # idle + iowait
+    total = sum(fields[:8])               # user nice system idle iowait irq softirq steal (guest is in user)
+    return total - idle, total, fields[5] + fields[6]
+
+
 def dev_bytes(leader, ifname):
     """rx + tx bytes of ``ifname`` in the network namespace of process ``leader``."""
     with open('/proc/%d/net/dev' % leader) as handle:
@@ -187,11 +196,27 @@ class LabCpu:
         self.interval = interval
         self.inodes = dict((os.stat('/run/netns/%s' % lab.netns(host)).st_ino, host) for host in HOSTS)
         self.leader = lab.leader('edge1')
+        self.me = os.getpid()
         self.wire = []       # (seconds since start, eth2 bytes of edge1)
         self.meta = {}       # (pid, starttime) -> None | [host, label, first, last, {tid: [first, last]}]
         self._stop = threading.Event()
         self._thread = None
         self.wall = 0.0
+
+    def _machine_label(self, pid, fields):
+        """Processes outside the lab hosts: this benchmark and its children, kernel threads, other work."""
+        if pid == 2 or fields[1] == '2':
+            return 'kernel threads'
+        parent, hops = pid, 0
+        while parent > 1 and hops < 64:
+            if parent == self.me:
+                return 'this benchmark (ansible-playbook, ssh, lab.py)'
+            try:
+                parent = int(_stat_fields(parent)[1][1])
+            except (OSError, ValueError, IndexError):
+                break
+            hops += 1
+        return 'other work on the machine'
 
     def _host_of(self, pid):
         try:
@@ -218,7 +243,8 @@ class LabCpu:
             if entry is False:
                 host = self._host_of(pid)
                 if host is None:
-                    self.meta[key] = None
+                    host, label = 'machine', self._machine_label(pid, fields)
+                    self.meta[key] = [host, label, ticks if initial else 0, ticks, {}]
                     continue
                 try:
                     with open('/proc/%d/cmdline' % pid, 'rb') as handle:
@@ -226,9 +252,9 @@ class LabCpu:
                 except OSError:
                     cmdline = ''
                 entry = self.meta[key] = [host, _classify(comm, cmdline), ticks if initial else 0, ticks, {}]
-            if entry is None:
-                continue
             entry[3] = ticks
+            if entry[0] == 'machine':
+                continue
             if entry[1] in self.THREADED:
                 try:
                     tids = [int(tid) for tid in os.listdir('/proc/%d/task' % pid)]
@@ -252,6 +278,7 @@ class LabCpu:
 
     def __enter__(self):
         self._scan(True)
+        self._jiffies = machine_jiffies()
         self._start = time.perf_counter()
         self._sample_wire()
         self._thread = threading.Thread(target=self._loop, name='bench-labcpu', daemon=True)
@@ -264,6 +291,11 @@ class LabCpu:
         self._sample_wire()
         self._scan(False)
         self.wall = time.perf_counter() - self._start
+        busy, total, irq = machine_jiffies()
+        # busy cores of the whole machine: lab hosts, the control node, kernel (softirq: veth, bridge, TCP) and other work
+        self.machine_cores = (busy - self._jiffies[0]) / float(benchlib.CLK_TCK) / self.wall
+        self.machine_share = (busy - self._jiffies[0]) / float(max(total - self._jiffies[1], 1))
+        self.irq_cores = (irq - self._jiffies[2]) / float(benchlib.CLK_TCK) / self.wall
         return False
 
     def wire_window(self):
@@ -285,7 +317,7 @@ class LabCpu:
         return totals
 
     def by_host(self):
-        totals = dict((host, 0.0) for host in HOSTS)
+        totals = dict((host, 0.0) for host in HOSTS + ('machine',))
         for (host, _label), cpu in self.by_process().items():
             totals[host] += cpu
         return totals
@@ -300,7 +332,9 @@ class LabCpu:
 
     def as_dict(self):
         window, moved = self.wire_window()
-        return {'wall_s': round(self.wall, 3), 'wire_window_s': round(window, 2) if window else None,
+        return {'wall_s': round(self.wall, 3), 'machine_busy_cores': round(self.machine_cores, 2),
+                'machine_irq_softirq_cores': round(self.irq_cores, 2),
+                'machine_busy_share': round(self.machine_share, 3), 'wire_window_s': round(window, 2) if window else None,
                 'wire_window_gbps': round(moved / 1e9 / window, 3) if window else None,
                 'processes': dict(('%s: %s' % key, round(cpu, 2)) for key, cpu in sorted(self.by_process().items()) if cpu > 0),
                 'hosts': dict((host, round(cpu, 2)) for host, cpu in self.by_host().items()),
@@ -324,8 +358,8 @@ def run_playbook(lab, path, plays):
     except ValueError:
         output = None
     if proc.returncode != 0:
-        raise benchlib.BenchError('ansible-playbook %s failed (rc %d):\n%s' % (path, proc.returncode, failures(output) or
-                                                                             (proc.stderr or proc.stdout)[-3000:]))
+        detail = failures(output) or (proc.stderr or proc.stdout)[-3000:]
+        raise benchlib.BenchError('ansible-playbook %s failed (rc %d):\n%s' % (path, proc.returncode, detail))
     return timing, output
 
 
@@ -406,12 +440,19 @@ def cpu_rows(samples):
     """Rows (run, host: process, CPU s, cores) for every run's top processes."""
     rows = []
     for run_name, sampler in samples:
-        for (host, label), cpu in sorted(sampler.by_process().items(), key=lambda item: -item[1]):
-            if cpu >= 0.05:
-                rows.append([run_name, '%s: %s' % (host, label), '%.2f' % cpu, '%.2f' % (cpu / sampler.wall)])
+        processes = sorted(sampler.by_process().items(), key=lambda item: -item[1])
         hosts = sampler.by_host()
-        rows.append([run_name, 'both hosts (of 2 cores)', '%.2f' % sum(hosts.values()),
-                     '%.2f' % (sum(hosts.values()) / sampler.wall)])
+        lab_cpu = hosts['central'] + hosts['edge1']
+        for in_lab in (True, False):
+            for (host, label), cpu in processes:
+                if (host != 'machine') == in_lab and cpu >= 0.05:
+                    rows.append([run_name, '%s: %s' % (host, label), '%.2f' % cpu, '%.2f' % (cpu / sampler.wall)])
+            if in_lab:
+                rows.append([run_name, 'both lab hosts, processes', '%.2f' % lab_cpu, '%.2f' % (lab_cpu / sampler.wall)])
+        rows.append([run_name, 'machine: irq + softirq (/proc/stat: veth, bridge, TCP)', '%.2f' % (sampler.irq_cores * sampler.wall),
+                     '%.2f' % sampler.irq_cores])
+        rows.append([run_name, 'whole machine busy (/proc/stat)', '%.2f' % (sampler.machine_cores * sampler.wall),
+                     '%.2f of %d' % (sampler.machine_cores, os.cpu_count() or 0)])
         for label, short in (('module (python3)', 'module'), ('store agent (python3)', 'agent')):
             threads = sampler.threads(label)
             if threads:
@@ -427,10 +468,12 @@ def main():
     parser.add_argument('--size-mib', type=int, default=2048, help='image size in MiB (rounded up to 4 MiB blocks)')
     parser.add_argument('--change-percent', type=float, default=5.0, help='share of the 4 MiB blocks rewritten in v2')
     parser.add_argument('--seed', type=int, default=1, help='seed for picking the rewritten blocks')
-    parser.add_argument('--repeat', type=int, help='rounds of the full and the incremental copy, the order alternates (default 2, 1 with --quick)')
+    parser.add_argument('--repeat', type=int, help='rounds of the full and the incremental copy, the order alternates '
+                                                   '(default 2, 1 with --quick)')
     parser.add_argument('--lab-name', default='benchcopy', help='name of the lab (made and destroyed by this run)')
-    parser.add_argument('--mgmt-net', default='10.201.0.0/24', help="the lab's management subnet (another lab running at the "
-                                                                   'same time needs another one)')
+    parser.add_argument('--mgmt-net', default='10.221.0.0/24',
+                        help="the lab's management subnet: its own, so that the run does not collide with the dev lab, "
+                             'the lab test or molecule')
     parser.add_argument('--sync-net', default='10.203.0.0/24', help="the lab's image-sync subnet (eth2)")
     parser.add_argument('--keep-lab', action='store_true', help='leave the lab running for a look (destroy it with '
                                                                 'tests/lab/lab.py destroy --name NAME)')
@@ -453,7 +496,7 @@ def main():
     lab = Lab(args.lab_name, args.mgmt_net, args.sync_net)
     caches = benchlib.Caches(args.cold)
     results = {'benchmark': 'lab_copy', 'image_bytes': size, 'changed_blocks': changed_blocks, 'changed_bytes': changed_bytes,
-               'cache': None, 'full': [], 'incremental': {}, 'sync_addresses': sync_address}
+               'cache': None, 'full': [], 'incremental': [], 'sync_addresses': sync_address}
     checks = []
 
     def on_signal(signum, _frame):
@@ -468,7 +511,7 @@ def main():
             with Timed() as lab_time:
                 lab.create()
             state_dir = lab.info['state_dir']
-            # central: v1 + v2 sources + store; edge1: store + scp copy + a second copy for rsync --inplace + one export
+            # at most: central v1 + v2 + its store, edge1 its store + the v1 basis + the rsync copy (or two exports)
             benchlib.check_space(state_dir, int(7.3 * size) + 256 * MIB)
             print('lab %s up in %.1f s (state %s); %s' % (lab.name, lab_time.wall, state_dir, benchlib.load_note()))
 
@@ -598,8 +641,8 @@ def main():
                         os.sync()
                         caches.before_run(v2, dest)
                         option = '--inplace ' if contender == 'rsync --inplace' else ''
-                        command = 'rsync --stats %s-e %s root@%s:%s %s' % (option, shlex.quote('ssh ' + ssh_opts), central_sync,
-                                                                          WORK + '/v2.raw', copy_path)
+                        command = 'rsync --stats %s-e %s root@%s:%s %s' % (
+                            option, shlex.quote('ssh ' + ssh_opts), central_sync, WORK + '/v2.raw', copy_path)
                         with Wire(lab) as wire, LabCpu(lab) as cpu:
                             timing, transfer, sync_s, stdout = timed_shell(lab, 'edge1', command, copy_path)
                         entry.update(process_s=timing.wall, transfer_s=transfer, sync_s=sync_s, rsync_stats=rsync_stats(stdout),
@@ -628,10 +671,10 @@ def main():
                                   'register': 'info'}]),
                 play('edge1', [
                     {'name': 'info edge1', 'vmimages.multistore.image_info': {'store': 'edge1'}},
-                    {'name': 'export v1', 'vmimages.multistore.image_export': {'name': 'v1', 'store': 'edge1',
-                                                                                 'dest': WORK + '/export-v1.raw'}},
-                    {'name': 'export v2', 'vmimages.multistore.image_export': {'name': 'v2', 'store': 'edge1',
-                                                                                 'dest': WORK + '/export-v2.raw'}}]),
+                    {'name': 'export v1', 'vmimages.multistore.image_export': {
+                        'name': 'v1', 'store': 'edge1', 'dest': WORK + '/export-v1.raw'}},
+                    {'name': 'export v2', 'vmimages.multistore.image_export': {
+                        'name': 'v2', 'store': 'edge1', 'dest': WORK + '/export-v2.raw'}}]),
             ]
             _timing, output = run_playbook(lab, scratch.join('verify.json'), verify)
             export_s = [task_seconds(output, 'export v1'), task_seconds(output, 'export v2')]

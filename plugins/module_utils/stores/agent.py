@@ -12,6 +12,7 @@ client that ships this code (full SSH access), or as the forced command of a sto
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fcntl
 import hashlib
 import os
 import socket
@@ -186,6 +187,11 @@ class Agent:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        # Slices leave in fewer, larger writes through a 1 MiB pipe (64 KiB by default).
+        fcntl.fcntl(sys.stdout.fileno(), getattr(fcntl, 'F_SETPIPE_SZ', 1031), 1 << 20)
+    except (OSError, ValueError):
+        pass
     roots = [argv[i + 1] for i, arg in enumerate(argv) if arg == '--root' and i + 1 < len(argv)]
     Agent(roots or None).serve(sys.stdin.buffer, sys.stdout.buffer)
 
