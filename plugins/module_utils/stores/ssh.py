@@ -23,6 +23,7 @@ import fcntl
 import importlib
 import io
 import ipaddress
+import mmap
 import os
 import socket
 import subprocess
@@ -36,7 +37,7 @@ except ImportError:  # pragma: no cover
     import Queue as queue  # noqa
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import wire
 # Imported for its source only: Ansible packs into a module's payload just the module_utils imported
 # statically, and agent_payload() ships the agent (and what it imports) to the store host.
@@ -130,6 +131,7 @@ class AgentConnection:
         self.client = None
         self.pending_errors = []
         self.outstanding = 0
+        self.poisoned = False
         self._stderr = tempfile.TemporaryFile()
         self._start()
         try:
@@ -250,31 +252,41 @@ class AgentConnection:
             self.call('ping')
 
     def stream_slices(self, digests):
-        """Yield (digest, data) for ``digests``; a reader thread keeps PREFETCH_SLICES in flight."""
+        """Yield (digest, data) for ``digests``; a reader thread keeps PREFETCH_SLICES in flight.
+
+        Slices arrive straight into a small pool of page-aligned buffers (no allocation per slice, and a
+        file store writes them with O_DIRECT without a copy). A yielded view is valid until the next one.
+        """
         if not digests:
             return
         frames = queue.Queue(PREFETCH_SLICES)
+        free = queue.Queue()
+        for dummy in range(PREFETCH_SLICES + 2):  # queued + the one being read + the one the caller holds
+            free.put(mmap.mmap(-1, SLICE_SIZE))
 
         def read():
             try:
                 while True:
-                    header, body = wire.receive(self.stdout)
-                    frames.put((header, body))
+                    buffer = free.get()
+                    header, body = wire.receive(self.stdout, into=buffer)
+                    frames.put((header, body, buffer))
                     if header.get('end') or not header.get('ok'):
                         return
             except (wire.WireClosed, IOError, OSError) as exc:
-                frames.put(({'broken': exc}, None))
+                frames.put(({'broken': exc}, None, None))
 
         try:
             wire.send(self.stdin, {'op': 'read_slices', 'args': {'digests': list(digests)}})
             self.stdin.flush()
         except (IOError, OSError) as exc:
             raise self._broken(exc)
+        # Until the stream ends, frames are in flight: a caller that stops early leaves the channel unusable.
+        self.poisoned = True
         reader = threading.Thread(target=read)
         reader.daemon = True
         reader.start()
         while True:
-            header, body = frames.get()
+            header, body, buffer = frames.get()
             if 'broken' in header:
                 raise self._broken(header['broken'])
             if header.get('end'):
@@ -282,7 +294,9 @@ class AgentConnection:
             if not header.get('ok'):
                 self._raise(header)
             yield header['digest'], body
+            free.put(buffer)
         reader.join()
+        self.poisoned = False
 
     def close(self):
         try:
@@ -387,6 +401,8 @@ class SshFileStore(Store):
         self._agent = None
 
     def agent(self):
+        if self._agent is not None and self._agent.poisoned:
+            self.close()  # a slice stream was abandoned half-way: start over on a fresh channel
         if self._agent is None:
             connection = AgentConnection(self.name, self.config)
             try:
@@ -435,9 +451,12 @@ class SshFileStore(Store):
         return self.agent().call('missing_slices', digests=list(digests))
 
     def read_slice(self, digest):
-        for _digest, data in self.agent().stream_slices([digest]):
-            return data
-        raise errors.StoreError("store '%s': slice %s is missing" % (self.name, digest))
+        data = None
+        for _digest, view in self.agent().stream_slices([digest]):
+            data = bytes(view)
+        if data is None:
+            raise errors.StoreError("store '%s': slice %s is missing" % (self.name, digest))
+        return data
 
     def read_slices(self, digests):
         return self.agent().stream_slices(list(digests))

@@ -35,6 +35,15 @@ def read_exact(stream, size):
     return chunks[0] if len(chunks) == 1 else b''.join(chunks)
 
 
+def read_exact_into(stream, view):
+    got = 0
+    while got < len(view):
+        count = stream.readinto(view[got:])
+        if not count:
+            raise WireClosed('channel closed after %d of %d bytes' % (got, len(view)))
+        got += count
+
+
 def send(stream, header, body=None):
     if body is not None:
         header = dict(header, size=len(body))
@@ -44,11 +53,17 @@ def send(stream, header, body=None):
         stream.write(body)
 
 
-def receive(stream):
-    """(header, body or None)."""
+def receive(stream, into=None):
+    """(header, body or None). With ``into`` (a buffer), a body that fits is read into it: a view is returned."""
     (length,) = HEADER.unpack(read_exact(stream, HEADER.size))
     if length > MAX_HEADER:
         raise WireClosed('frame header of %d bytes: not a store agent on the other end' % length)
     header = json.loads(read_exact(stream, length).decode('utf-8'))
-    body = read_exact(stream, header['size']) if header.get('size') is not None else None
-    return header, body
+    size = header.get('size')
+    if size is None:
+        return header, None
+    if into is not None and size <= len(into):
+        view = memoryview(into)[:size]
+        read_exact_into(stream, view)
+        return header, view
+    return header, read_exact(stream, size)

@@ -145,3 +145,17 @@ def test_interrupted_copy_resumes_with_only_missing_slices(remote_store, declare
     assert retry.actions == ['copy to central from edge (resumed: %d slices were already there)' % staged]
     assert retry.result()['stores'] == ['central', 'edge'] and len(stored_slices(central)) == len(seeds)
     assert os.listdir(staging) == []
+
+
+def test_an_abandoned_slice_stream_does_not_confuse_later_calls(remote_store, image_request, make_raw, registry):
+    remote_store('central')
+    image_request(name='a', src=make_raw('a.raw', [1, 2, 3, 4, 5, 6, 7, 8]), stores=['central']).present(False)
+    backend = Catalog(registry).store('central').backend
+    digests = sorted(backend.read_slice_list(Catalog(registry).find(name='a').id).digests())
+    stream = backend.read_slices(digests)
+    digest, view = next(stream)
+    assert hashlib.sha256(view).hexdigest() == digest
+    stream.close()  # the caller gives up after one slice; seven are still on their way
+    assert backend.read_record(Catalog(registry).find(name='a').id)['name'] == 'a'
+    assert backend.missing_slices(digests) == []
+    assert [d for d, _view in backend.read_slices(digests[:3])] == digests[:3]
