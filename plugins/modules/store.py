@@ -86,7 +86,10 @@ options:
     description: Data network of the store host in CIDR form (C(10.1.0.0/24) or C(10.1.0.11/24)).
     type: str
   sync_network:
-    description: Image-sync network of the store host in CIDR form; store-to-store copies prefer it.
+    description:
+      - Image-sync network of the store host in CIDR form; store-to-store copies prefer it.
+      - Give the host's own address with its prefix (C(10.2.0.11/24)) so that other hosts can reach the store there;
+        a bare network (C(10.2.0.0/24)) is recorded but not dialled.
     type: str
   quota:
     description: Limits checked before and during imports and copies.

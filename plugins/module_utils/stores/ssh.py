@@ -106,6 +106,8 @@ def choose_address(config):
         if not candidate:
             continue
         interface = ipaddress.ip_interface(candidate)
+        if interface.ip == interface.network.network_address:
+            continue  # a network (10.2.0.0/24), not the store host's address in it: nothing to dial
         family = socket.AF_INET6 if interface.version == 6 else socket.AF_INET
         probe = socket.socket(family, socket.SOCK_DGRAM)
         try:

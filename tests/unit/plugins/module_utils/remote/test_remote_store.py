@@ -83,6 +83,7 @@ def test_sync_network_is_preferred(sshd, remote_store, registry, declare, image_
     assert declaration['sync_address'] == '127.0.0.5/8'
     assert choose_address(declaration) == '127.0.0.5'
     assert choose_address(dict(declaration, sync_address=None)) == '127.0.0.1'  # data net not shared: management
+    assert choose_address(dict(declaration, sync_address='127.0.0.0/8')) == '127.0.0.1'  # a network, not an address
     image_request(name='a', src=make_raw('a.raw', [1]), stores=['central']).present(False)
     assert ' on 127.0.0.5 port %d' % sshd.port in open(sshd.log).read()
 
