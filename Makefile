@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test lab-up lab-down sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
@@ -27,6 +27,7 @@ help:
 	@echo "make unit         pytest tests/unit              [PYTEST_ARGS=...]"
 	@echo "make integration  ansible-test integration       [TARGETS='name ...']"
 	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"
+	@echo "make molecule     molecule test of roles/store_host on the lab (root; ~2 min)"
 	@echo "make lab-up       create lab LAB_NAME=dev with LAB_HOSTS=central,edge1,edge2 (root); make lab-down"
 	@echo "make sanity       ansible-test sanity            [SANITY_ARGS='--test pylint']"
 	@echo "make lint         ansible-lint + antsibull-changelog lint"
@@ -56,8 +57,11 @@ LAB_HOSTS ?= central,edge1,edge2
 lab-test: $(SETUP)
 	$(BIN)/python -m pytest tests/lab -m lab $(PYTEST_ARGS)
 
-# the suite `make test` runs on the lab
-lab: lab-test
+molecule: $(SETUP)
+	cd roles/store_host && PATH=$(BIN):$$PATH $(BIN)/molecule test
+
+# the suite `make test` runs on the lab: the lab itself, site.yml end to end, the store_host role
+lab: lab-test molecule
 
 lab-up: $(SETUP)
 	$(BIN)/python tests/lab/lab.py create --name $(LAB_NAME) --hosts $(LAB_HOSTS)
