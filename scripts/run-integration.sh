@@ -36,14 +36,4 @@ fi
 require_venv
 stage_collection
 
-stage_log "ansible-test integration --local --python $PYTHON_VERSION -v $*"
-start=$SECONDS
-rc=0
-(cd "$STAGE_DIR" && ansible-test integration --local --python "$PYTHON_VERSION" -v "$@") || rc=$?
-stage_collect_output
-if [ "$rc" -eq 0 ]; then
-    stage_log "PASSED in $((SECONDS - start))s"
-else
-    stage_log "FAILED (exit $rc) in $((SECONDS - start))s"
-fi
-exit "$rc"
+stage_run_ansible_test integration -v "$@"

@@ -57,14 +57,4 @@ for test in "${SKIP_TESTS[@]}"; do
     skip_args+=(--skip-test "$test")
 done
 
-stage_log "ansible-test sanity --local --python $PYTHON_VERSION ${skip_args[*]} $*"
-start=$SECONDS
-rc=0
-(cd "$STAGE_DIR" && ansible-test sanity --local --python "$PYTHON_VERSION" "${skip_args[@]}" "$@") || rc=$?
-stage_collect_output
-if [ "$rc" -eq 0 ]; then
-    stage_log "PASSED in $((SECONDS - start))s"
-else
-    stage_log "FAILED (exit $rc) in $((SECONDS - start))s"
-fi
-exit "$rc"
+stage_run_ansible_test sanity "${skip_args[@]}" "$@"

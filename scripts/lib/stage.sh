@@ -59,3 +59,20 @@ stage_collect_output() {
         rsync -a "$STAGE_DIR/tests/output/" "$ROOT/tests/output/"
     fi
 }
+
+# Run `ansible-test SUBCOMMAND --local --python X.Y ARGS...` in the staged copy, collect its output,
+# log the verdict and exit with ansible-test's status.
+stage_run_ansible_test() {
+    local subcommand="$1" start rc=0
+    shift
+    stage_log "ansible-test $subcommand --local --python $PYTHON_VERSION $*"
+    start=$SECONDS
+    (cd "$STAGE_DIR" && ansible-test "$subcommand" --local --python "$PYTHON_VERSION" "$@") || rc=$?
+    stage_collect_output
+    if [ "$rc" -eq 0 ]; then
+        stage_log "PASSED in $((SECONDS - start))s"
+    else
+        stage_log "FAILED (exit $rc) in $((SECONDS - start))s"
+    fi
+    exit "$rc"
+}

@@ -16,7 +16,8 @@ import sys
 
 import pytest
 
-LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lab.py')
+from labrun import lab_cmd
+
 HOSTS = ('central', 'edge1')
 # Not the lab's default subnets, so a developer's lab (defaults) can run at the same time.
 NETS = {'mgmt': '10.201.250.0/24', 'data': '10.202.250.0/24', 'sync': '10.203.250.0/24'}
@@ -32,14 +33,6 @@ pytestmark = [
     pytest.mark.skipif(bool(_missing_tools()), reason='missing tools: %s (see tests/lab/README.md, "Requirements")'
                        % ', '.join(_missing_tools())),
 ]
-
-
-def lab_cmd(*args, check=True, timeout=1800):
-    proc = subprocess.run([sys.executable, LAB] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout, check=False)
-    if check:
-        assert proc.returncode == 0, 'lab.py %s failed:\n%s\n%s' % (' '.join(args), proc.stdout, proc.stderr)
-    return proc
 
 
 def losetup_list():

@@ -9,16 +9,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, 'tests', 'lab', 'lab.py')
+from labrun import ROOT, lab_cmd as lab
+
 NAME = 'ci-pw'
 ADDRESS = '10.214.0.11'
 PASSWORD = 'lab-only-Pa55word'
-
-
-def lab(*args):
-    return subprocess.run([sys.executable, LAB] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=True, timeout=1800)
 
 
 @pytest.fixture

@@ -13,16 +13,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, 'tests', 'lab', 'lab.py')
+from labrun import ROOT, lab_cmd as lab
+
 PLAYBOOK_BIN = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
 NAME = 'ci-site'
 RECAP = re.compile(r'^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.MULTILINE)
-
-
-def lab(*args):
-    return subprocess.run([sys.executable, LAB] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=True, timeout=1800)
 
 
 def site(state_dir):

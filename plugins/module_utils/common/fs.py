@@ -26,15 +26,19 @@ def temp_name(path):
     return os.path.join(directory, '.%s.tmp-%s' % (base, uuid.uuid4().hex[:12]))
 
 
+def write_all(fd, data):
+    """os.write until every byte of ``data`` (bytes-like) is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def atomic_write(path, data, mode=0o644, sync=True):
     """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix."""
     tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, data)
         if sync:
             os.fsync(fd)
     except BaseException:

@@ -18,7 +18,7 @@ import os
 import subprocess
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, StoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import fsync_dir, remove_file, temp_name
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import fsync_dir, remove_file, temp_name, write_all
 
 STAMP_XATTR = 'user.vmimages.multistore'
 # qemu-img's names for Glance's disk formats it can convert from.
@@ -56,9 +56,7 @@ def write_raw(store, record, slice_list, path):
                 raise StoreError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true to repair it "
                                  "from another store" % (digest, record['id'], store.name))
             whole.update(data)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         os.ftruncate(fd, slice_list.size)
         os.fsync(fd)
     finally:

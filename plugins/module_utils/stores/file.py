@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import (
-    atomic_write_json, fsync_dir, makedirs, read_json, remove_file)
+    atomic_write_json, fsync_dir, makedirs, read_json, remove_file, write_all)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock, SliceGuard
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
@@ -136,9 +136,7 @@ class FileSliceWriter(SliceWriter):
 def _write_file(path, data, flags):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 
