@@ -173,15 +173,20 @@ class ImageRequest:
             raise InvalidArgument('a new image needs a name:')
         self._check_edge_rule(targets, [])
         targets = self._usable(targets)
-        source = make_source(src, **self._source_options())
-        source.check()
         image_id = self.image_id or str(uuid.uuid4())
         self.after = self._summary(dict(self._metadata(), name=self.name), [store.name for store in targets])
+        self._import_src(image_id, targets, check_mode)
+        if not check_mode:
+            self.image_id = image_id
+        return True
+
+    def _import_src(self, image_id, targets, check_mode):
+        """Import the src parameter into ``targets`` (in check mode: only check that the source is there)."""
+        source = make_source(self.params['src'], **self._source_options())
+        source.check()
         self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in targets)))
         if not check_mode:
             self._import(image_id, source, targets)
-            self.image_id = image_id
-        return True
 
     def _converge(self, view, targets, check_mode):
         record = view.reference()
@@ -208,11 +213,7 @@ class ImageRequest:
                     self._copy(view, missing)
             elif self.params.get('src'):
                 # Every earlier attempt failed: import again from the source.
-                source = make_source(self.params['src'], **self._source_options())
-                source.check()
-                self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in missing)))
-                if not check_mode:
-                    self._import(view.id, source, missing)
+                self._import_src(view.id, missing, check_mode)
             else:
                 raise ImageError("image '%s' (id %s) is active in no store: give src: to import it again"
                                  % (record.get('name'), view.id))
