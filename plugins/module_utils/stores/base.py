@@ -19,8 +19,16 @@ class SliceWriter:
 
     new_bytes = 0
 
-    def put(self, digest, data):
-        """Stage a slice unless the store already has it; return True when bytes were written."""
+    def plan(self, slice_list):
+        """Called before a copy with the image's whole slice list (position-addressed stores need it)."""
+
+    def put(self, digest, data, index=None):
+        """Stage a slice unless the store already has it; return True when bytes were written.
+
+        ``index`` is the slice's position during an import (every position is passed, in order,
+        duplicates included); during a copy it is None and each distinct slice comes once: a
+        position-addressed store (rbd) writes it at every position of the planned slice list.
+        """
         raise NotImplementedError
 
     def staged_digests(self):
@@ -38,6 +46,10 @@ class SliceWriter:
 
 class Store:
     kind = None
+    # True for stores reached over a network: unreachable means disconnected, not an error.
+    remote = False
+    # True for stores that keep whole images by position (rbd): no content addressing, no dedup.
+    positional = False
 
     def __init__(self, name, config):
         self.name = name
@@ -57,6 +69,14 @@ class Store:
     def status(self):
         """'connected' or 'disconnected' (the engine adds 'disabled' from the identity)."""
         raise NotImplementedError
+
+    def writable_problem(self):
+        """None, or why the store cannot take new data now."""
+        return None
+
+    def where(self):
+        """Where the store is, for messages (a path, pool or bucket URL)."""
+        return self.config.get('path') or self.name
 
     def stats(self):
         """dict: capacity, free, used (bytes), image_count, slice_count."""

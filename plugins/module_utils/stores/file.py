@@ -95,7 +95,7 @@ class FileSliceWriter(SliceWriter):
             return False
         return True
 
-    def put(self, digest, data):
+    def put(self, digest, data, index=None):
         if digest in self.staged or self.store.has_slice(digest):
             return False
         path = os.path.join(self.directory, digest)

@@ -327,7 +327,7 @@ class RemoteSliceWriter(SliceWriter):
     def staged_digests(self):
         return list(self.staged)
 
-    def put(self, digest, data):
+    def put(self, digest, data, index=None):
         if digest in self.staged:
             return False
         self.store.agent().send_nowait('put_slice', bytes(data), handle=self.handle, digest=digest)

@@ -40,7 +40,7 @@ class StoreSink:
         self.byte_budget = byte_budget
         self.error = None
 
-    def put(self, digest, data):
+    def put(self, digest, data, index=None):
         if self.error:
             return
         try:
@@ -49,7 +49,7 @@ class StoreSink:
                     return
                 raise StoreError("store '%s' quota exceeded: the image needs more than the %d bytes left under quota.bytes; "
                                  "raise the quota or delete images" % (self.store.name, self.byte_budget))
-            self.writer.put(digest, data)
+            self.writer.put(digest, data, index)
         except TransferInterrupted:
             raise  # the whole transfer stops and keeps its staged slices for the next run
         except MultistoreError as exc:
@@ -123,7 +123,7 @@ def run(reader, sinks, extra_algorithms=(), on_slice=None):
             return
         slices.append(digest)
         for sink in sinks:
-            sink.put(digest, view)
+            sink.put(digest, view, index)
         if sinks and all(sink.error for sink in sinks):
             raise StoreError('every target store failed: %s' % '; '.join(sink.error for sink in sinks))
 
