@@ -105,10 +105,29 @@ options:
   min_ram:
     description: Minimum RAM in MiB needed to boot the image.
     type: int
-  state:
-    description: C(present) or C(absent).
+  convert_to:
+    description:
+      - C(raw) converts a qcow2, vmdk, vdi, vhd or vhdx source to raw with C(qemu-img convert -f <format>) before it
+        is stored (the source is vetted by the format inspector and verified against I(checksum) first).
+      - An import into an C(rbd) store always converts, since RBD stores hold raw images (what Nova and Cinder clone).
+      - The record then describes the raw bytes (C(disk_format=raw), their md5 and sha512); the source's format and
+        digests are kept under C(source), and a re-run with the source's I(checksum) is recognised.
+      - A source from a URL is spooled to a sparse temporary file first; the raw file is temporary too. Raw and ISO
+        sources are never copied.
     type: str
-    choices: [present, absent]
+    choices: [raw]
+  clone_from:
+    description:
+      - With C(state=cloned), the name or id of the image to clone. The new image (I(name), a new id unless I(id) is
+        given) gets the same data without copying it. In file and object stores it is a new record over the same
+        slices; in an rbd store a copy-on-write clone of the protected snapshot (O(1)).
+      - The clone is made in I(stores), which must all hold C(clone_from), or in every store that holds it.
+      - Once it exists, the clone is an image like any other. An rbd image that still has clones cannot be deleted.
+    type: str
+  state:
+    description: C(present), C(absent) or C(cloned).
+    type: str
+    choices: [present, absent, cloned]
     default: present
   validate_certs:
     description: Verify TLS certificates of an https I(src).
@@ -146,6 +165,22 @@ EXAMPLES = r'''
   vmimages.multistore.image:
     name: ubuntu-24.04
     stores: [dcn1]
+
+- name: Import a qcow2 image into a Ceph RBD store (converted to raw, Glance layout, location rbd://fsid/pool/id/snap)
+  vmimages.multistore.image:
+    name: debian-12-raw
+    src: /srv/images/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:0f9c0d5d1e8a6f5b3c2a1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a
+    disk_format: qcow2
+    stores: [ceph-images, s3-archive]
+
+- name: A copy-on-write clone for a golden-image pipeline (no data copied)
+  vmimages.multistore.image:
+    name: debian-12-golden
+    clone_from: debian-12-raw
+    state: cloned
+    properties:
+      golden: "true"
 
 - name: Delete it from one edge store only
   vmimages.multistore.image:
@@ -224,7 +259,9 @@ def main():
         protected=dict(type='bool'),
         min_disk=dict(type='int'),
         min_ram=dict(type='int'),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
+        convert_to=dict(type='str', choices=['raw']),
+        clone_from=dict(type='str'),
+        state=dict(type='str', default='present', choices=['present', 'absent', 'cloned']),
         validate_certs=dict(type='bool', default=True),
         url_timeout=dict(type='int', default=30),
         url_headers=dict(type='dict'),
@@ -233,12 +270,15 @@ def main():
     )
     argument_spec.update(registry_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[('name', 'id')], mutually_exclusive=[('stores', 'all_stores')])
+                           required_one_of=[('name', 'id')], mutually_exclusive=[('stores', 'all_stores'), ('src', 'clone_from')],
+                           required_if=[('state', 'cloned', ('name', 'clone_from'))])
 
     def work():
-        request = ImageRequest(Catalog(open_registry(module)), module.params)
+        request = ImageRequest(Catalog(open_registry(module)), module.params, work_dir=module.tmpdir)
         if module.params['state'] == 'present':
             changed = request.present(module.check_mode)
+        elif module.params['state'] == 'cloned':
+            changed = request.cloned(module.check_mode)
         else:
             changed = request.absent(module.check_mode)
         image = request.result() if not (module.check_mode and changed) else dict(request.after, id=request.image_id)

@@ -36,13 +36,63 @@ options:
     type: str
     required: true
   type:
-    description: Store backend.
+    description:
+      - Store backend. C(file) is a directory (local, or on another host with I(host)). C(rbd) is a Ceph pool holding
+        raw images in Glance's layout. C(s3) and C(swift) are buckets/containers holding deduplicated slices, like a
+        file store.
+      - A C(rbd), C(s3) or C(swift) store keeps its identity in the pool or bucket, so every host that declares the same
+        pool or bucket finds the same store and its images.
     type: str
-    choices: [file]
+    choices: [file, rbd, s3, swift]
     default: file
   path:
-    description: Absolute root directory of a file store, usually a mount path such as C(/cloud_bs). Required with C(state=present).
+    description:
+      - Absolute root directory of a file store, usually a mount path such as C(/cloud_bs). Required for a C(file) store
+        with C(state=present).
     type: path
+  pool:
+    description:
+      - Ceph pool of an C(rbd) store. Created (and C(rbd pool init)-ed) when absent, if the Ceph user may create pools.
+      - A least-privilege user (C(mon 'profile rbd' osd 'profile rbd pool=<pool>')) is enough for an existing pool.
+      - Images are named by their id, with a protected snapshot C(snap); locations are C(rbd://<fsid>/<pool>/<id>/snap).
+    type: str
+  ceph_conf:
+    description: ceph.conf of the cluster, for an C(rbd) store. Defaults to C(/etc/ceph/ceph.conf) when I(mon_hosts) is not given.
+    type: path
+  keyring:
+    description: Keyring file of I(user), for an C(rbd) store (the store_host role writes it with mode 0600).
+    type: path
+  mon_hosts:
+    description: Monitor addresses (C(host) or C(host:port)) of an C(rbd) store's cluster; overrides C(mon_host) of I(ceph_conf).
+    type: list
+    elements: str
+  endpoint:
+    description:
+      - C(s3) store, the S3 endpoint URL (RGW, MinIO, AliyunOSS, ...); omit for AWS.
+      - C(swift) store, the auth URL (TempAuth v1, as radosgw serves it at C(/auth/1.0)).
+    type: str
+  bucket:
+    description: Bucket of an C(s3) store; created when absent.
+    type: str
+  container:
+    description: Container of a C(swift) store; created when absent.
+    type: str
+  prefix:
+    description: Key prefix inside the bucket or container, to share one bucket between several stores.
+    type: str
+  access_key:
+    description: Access key (C(s3)) or Swift user C(account:user) (C(swift)).
+    type: str
+  secret_key:
+    description: Secret key (C(s3)) or Swift key (C(swift)). Kept in the registry file (mode 0600), never shown.
+    type: str
+  region:
+    description: Region of an C(s3) or C(swift) store.
+    type: str
+  validate_certs:
+    description: Verify the TLS certificate of an https I(endpoint).
+    type: bool
+    default: true
   host:
     description:
       - Host name or address of another host that holds the file store, reached over SSH. Without it the store is local.
@@ -56,9 +106,10 @@ options:
     type: int
     default: 22
   user:
-    description: SSH user on I(host).
+    description:
+      - For a C(file) store on another I(host), the SSH user (default C(root)).
+      - For an C(rbd) store, the Ceph client name, with or without C(client.) (default C(admin)).
     type: str
-    default: root
   private_key:
     description: Private key file for I(host) (OpenSSH is used for the data, the fastest path measured here).
     type: path
@@ -140,6 +191,35 @@ EXAMPLES = r'''
     private_key: /root/.ssh/multistore_sync
     known_hosts: /etc/vmimages-multistore/known_hosts
 
+- name: A Ceph RBD pool as an image store, with a least-privilege client
+  vmimages.multistore.store:
+    name: ceph-images
+    type: rbd
+    pool: images
+    user: glance
+    ceph_conf: /etc/ceph/ceph.conf
+    keyring: /etc/ceph/ceph.client.glance.keyring
+    zone: zone-a
+    site_role: central
+
+- name: An S3 bucket (radosgw, MinIO, AWS) as a deduplicated slice store
+  vmimages.multistore.store:
+    name: s3-archive
+    type: s3
+    endpoint: https://s3.example.org
+    bucket: vm-images
+    access_key: "{{ vault_s3_access_key }}"
+    secret_key: "{{ vault_s3_secret_key }}"
+
+- name: A Swift container (TempAuth v1 as radosgw serves it)
+  vmimages.multistore.store:
+    name: swift-archive
+    type: swift
+    endpoint: http://rgw.example.org:7480/auth/1.0
+    container: vm-images
+    access_key: "images:swift"
+    secret_key: "{{ vault_swift_key }}"
+
 - name: Forget a store (its data stays on disk; declaring the path again finds it)
   vmimages.multistore.store:
     name: old
@@ -177,11 +257,23 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declara
 def main():
     argument_spec = dict(
         name=dict(type='str', required=True),
-        type=dict(type='str', default='file', choices=['file']),
+        type=dict(type='str', default='file', choices=['file', 'rbd', 's3', 'swift']),
         path=dict(type='path'),
+        pool=dict(type='str'),
+        ceph_conf=dict(type='path'),
+        keyring=dict(type='path', no_log=False),
+        mon_hosts=dict(type='list', elements='str'),
+        endpoint=dict(type='str'),
+        bucket=dict(type='str'),
+        container=dict(type='str'),
+        prefix=dict(type='str'),
+        access_key=dict(type='str', no_log=False),
+        secret_key=dict(type='str', no_log=True),
+        region=dict(type='str'),
+        validate_certs=dict(type='bool', default=True),
         host=dict(type='str'),
         port=dict(type='int', default=22),
-        user=dict(type='str', default='root'),
+        user=dict(type='str'),
         private_key=dict(type='path', no_log=False),
         password=dict(type='str', no_log=True),
         known_hosts=dict(type='path'),
@@ -195,8 +287,8 @@ def main():
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     argument_spec.update(registry_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'present', ('path',))])
+    # What each type requires with state=present is checked by the engine (declaration.py), with the reason.
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def work():
         registry = open_registry(module)

@@ -118,3 +118,82 @@ def parse_checksum(value):
     if len(digest) != CHECKSUM_LENGTHS[algorithm] or not HEX.match(digest):
         raise InvalidArgument("checksum %r: a %s digest is %d hex digits" % (value, algorithm, CHECKSUM_LENGTHS[algorithm]))
     return algorithm, digest
+
+
+POOL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,126}$')
+CEPH_USER = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
+BUCKET_NAME = re.compile(r'^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')
+HOST_NAME = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$')
+
+
+def check_pool_name(name):
+    if not isinstance(name, str) or not POOL_NAME.match(name):
+        raise InvalidArgument("pool %r is invalid: use letters, digits, '.', '_' or '-', starting with a letter or digit" % (name,))
+    return name
+
+
+def check_ceph_user(name):
+    """A Ceph client name without its 'client.' prefix (both spellings are accepted)."""
+    name = name[len('client.'):] if isinstance(name, str) and name.startswith('client.') else name
+    if not isinstance(name, str) or not CEPH_USER.match(name):
+        raise InvalidArgument("ceph user %r is invalid: give the client name, e.g. glance or client.glance" % (name,))
+    return name
+
+
+def check_host_port(value, default_port=None, what='host'):
+    """'host', 'host:port', '[v6]:port' or 'v6'; returns it normalized. Ports 1-65535."""
+    text = str(value).strip()
+    host, port = text, None
+    if text.startswith('['):
+        end = text.find(']')
+        if end < 0:
+            raise InvalidArgument('%s %r: an IPv6 address in brackets needs its closing ]' % (what, value))
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(':') or not rest[1:].isdigit():
+                raise InvalidArgument('%s %r: write [address]:port' % (what, value))
+            port = int(rest[1:])
+    elif text.count(':') == 1:
+        host, port_text = text.split(':')
+        if not port_text.isdigit():
+            raise InvalidArgument('%s %r: the port must be a number' % (what, value))
+        port = int(port_text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not HOST_NAME.match(host):
+            raise InvalidArgument('%s %r is neither an IP address nor a host name' % (what, value))
+    if port is not None:
+        check_port(port)
+    port = port if port is not None else default_port
+    if port is None:
+        return host
+    return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
+
+
+def check_endpoint(url, what='endpoint'):
+    """An http(s) URL of an object storage service: scheme, host, optional port and path; no credentials."""
+    match = re.match(r'^(https?)://([^/?#]+)(/[^?#]*)?$', str(url or ''))
+    if not match:
+        raise InvalidArgument("%s %r is not an http(s) URL (for example https://s3.example.org or http://10.1.0.5:7480)" % (what, url))
+    if '@' in match.group(2):
+        raise InvalidArgument('%s must not carry credentials: give them as access_key and secret_key' % what)
+    check_host_port(match.group(2), what=what)
+    return url.rstrip('/') if match.group(3) in (None, '/') else url
+
+
+def check_bucket_name(name, what='bucket'):
+    """S3 bucket rules (3-63 lowercase letters, digits, '.', '-'); Swift containers follow the same here."""
+    if not isinstance(name, str) or not BUCKET_NAME.match(name) or '..' in name:
+        raise InvalidArgument("%s %r is invalid: use 3-63 lowercase letters, digits, '.' or '-', starting and ending with a "
+                              "letter or digit" % (what, name))
+    return name
+
+
+def check_key_prefix(prefix):
+    """An object key prefix for a store inside a shared bucket: 'images/' style, no leading slash, no '..'."""
+    if not prefix:
+        return ''
+    if not isinstance(prefix, str) or prefix.startswith('/') or '..' in prefix.split('/') or any(ord(c) < 32 for c in prefix):
+        raise InvalidArgument("prefix %r is invalid: use a relative key prefix such as 'multistore/'" % (prefix,))
+    return prefix if prefix.endswith('/') else prefix + '/'

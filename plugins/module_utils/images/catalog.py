@@ -26,6 +26,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspec
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.records import (
     MUTABLE_FIELDS, ImageView, digest_of, new_record)
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.convert import RAW_LIKE, RawPreparation, check_raw
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.pipeline import StoreSink
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import make_source
 
@@ -89,9 +90,10 @@ def _central_first(stores):
 class ImageRequest:
     """Desired state of one image, from the module's parameters."""
 
-    def __init__(self, catalog, params):
+    def __init__(self, catalog, params, work_dir=None):
         self.catalog = catalog
         self.params = params
+        self.work_dir = work_dir  # where conversions write their temporary files (None: the system's temp dir)
         self.image_id = check_image_id(params['id']) if params.get('id') else None
         self.name = check_image_name(params['name']) if params.get('name') else None
         if not self.image_id and not self.name:
@@ -185,8 +187,15 @@ class ImageRequest:
         source = make_source(self.params['src'], **self._source_options())
         source.check()
         self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in targets)))
-        if not check_mode:
+        if check_mode:
+            return
+        if self.params.get('convert_to') != 'raw' and not any(store.backend.positional for store in targets):
             self._import(image_id, source, targets)
+            return
+        with RawPreparation(source, self.checksum, self.params.get('disk_format'), self.work_dir) as prepared:
+            if prepared.origin:
+                self.actions[-1] += ' (converted from %s to raw)' % prepared.origin['disk_format']
+            self._import(image_id, prepared.source, targets, origin=prepared.origin, raw_only=True)
 
     def _converge(self, view, targets, check_mode):
         record = view.reference()
@@ -194,8 +203,10 @@ class ImageRequest:
         self.image_id = view.id
         if self.checksum:
             algorithm, expected = self.checksum
-            known = digest_of(record, algorithm)
-            if known is not None and known != expected:
+            # A converted image matches the checksum of the bytes stored or of the source it was converted from.
+            knowns = [known for known in (digest_of(record, algorithm), digest_of(record.get('source') or {}, algorithm)) if known]
+            known = knowns[0] if knowns else None
+            if knowns and expected not in knowns:
                 raise ImageError("image '%s' (id %s) exists with %s %s, not the checksum given: a new version needs a new "
                                  "name, or delete the old image first with state: absent" % (record.get('name'), view.id, algorithm, known))
         self.before = self._summary(record, active)
@@ -205,6 +216,12 @@ class ImageRequest:
         updates = self._updates(record)
         self.after = self._summary(dict(record, **updates), active + [store.name for store in missing])
         changed = bool(missing or updates)
+        raw_only = [store.name for store in missing if store.backend.positional]
+        if raw_only and record.get('disk_format') not in RAW_LIKE:
+            raise ImageError("image '%s' (id %s) is %s and store%s %s hold%s raw images only: import it again with convert_to: raw "
+                             "(under a new name), or export it as raw and import that"
+                             % (record.get('name'), view.id, record.get('disk_format'), 's' if len(raw_only) > 1 else '',
+                                ', '.join(raw_only), '' if len(raw_only) > 1 else 's'))
         if missing:
             missing = self._usable(missing)
             if active:
@@ -348,10 +365,12 @@ class ImageRequest:
                         pass  # unreachable now: its placeholder shows as failed_import until the next run completes it
                 raise
 
-    def _import(self, image_id, source, targets):
+    def _import(self, image_id, source, targets, origin=None, raw_only=False):
         placeholder = {'id': image_id, 'name': self.name, 'status': 'importing', 'created_at': utc_now()}
-        extra = [self.checksum[0]] if self.checksum and self.checksum[0] not in ('md5', 'sha512') else []
-        declared = self.params.get('disk_format')
+        # A converted source was verified against the checksum already; the stores get its raw bytes.
+        checksum = None if origin else self.checksum
+        extra = [checksum[0]] if checksum and checksum[0] not in ('md5', 'sha512') else []
+        declared = 'raw' if origin else self.params.get('disk_format')
 
         def move_data(sinks, refresh):
             reader = source.open()
@@ -359,14 +378,18 @@ class ImageRequest:
                 result = pipeline.run(reader, sinks, extra_algorithms=extra, on_slice=refresh)
             finally:
                 reader.close()
-            if self.checksum and result.digests[self.checksum[0]] != self.checksum[1]:
+            if checksum and result.digests[checksum[0]] != checksum[1]:
                 raise SourceError('checksum mismatch for %s: %s is %s, expected %s; nothing was stored'
-                                  % (source.description, self.checksum[0], result.digests[self.checksum[0]], self.checksum[1]))
+                                  % (source.description, checksum[0], result.digests[checksum[0]], checksum[1]))
             if declared:
                 check_declared(declared, result.report)
+            if raw_only:
+                check_raw(result.report)
             disk_format = declared or result.report.format
             record = new_record(image_id, self.name, disk_format, self.params.get('container_format') or 'bare',
                                 self._metadata(), result.size, result.report.virtual_size, result.digests, 'active')
+            if origin:
+                record['source'] = origin
             return record, result.slice_list
 
         self._transfer(image_id, targets, placeholder, move_data)
@@ -377,13 +400,19 @@ class ImageRequest:
         slice_list = source_store.backend.read_slice_list(view.id)
         placeholder = dict(record, status='importing', updated_at=utc_now())
 
-        def move_data(sinks, refresh):
+        def move_data(all_sinks, refresh):
+            sinks = []
+            for sink in all_sinks:
+                if sink.writer.copy_inside_backend(source_store.backend):
+                    continue  # copied inside the backend (rbd deep copy in one cluster): no data through this host
+                sink.writer.plan(slice_list)
+                sinks.append(sink)
             digests = sorted(slice_list.digests())
             # Ask each destination once what it lacks (slices it has, or staged by an interrupted run, stay put).
             lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
                            for sink in sinks)
             wanted = [digest for digest in digests if any(digest in lacking[sink.store.name] for sink in sinks)]
-            for count, (digest, data) in enumerate(source_store.backend.read_slices(wanted), 1):
+            for count, (digest, data) in enumerate(source_store.backend.read_image_slices(view.id, slice_list, wanted), 1):
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise ImageError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true"
                                      % (digest, view.id, source_store.name))
@@ -396,6 +425,71 @@ class ImageRequest:
             return record, slice_list
 
         self._transfer(view.id, targets, placeholder, move_data)
+
+    # ---- state: cloned
+    def cloned(self, check_mode):
+        """A new image (new id) with the data of ``clone_from``: a new record over the same slices, a COW clone in rbd."""
+        if not self.name:
+            raise InvalidArgument('state: cloned needs the name: of the new image')
+        if self.params.get('src'):
+            raise InvalidArgument('state: cloned takes clone_from:, not src:')
+        view = self.catalog.find(self.image_id, self.name)
+        if view is not None:
+            # The clone exists: from now on it is an image like any other (copies, metadata updates).
+            return self._converge(view, self._targets(), check_mode)
+        parent_ref = self.params.get('clone_from')
+        if not parent_ref:
+            raise InvalidArgument('state: cloned needs clone_from: (the name or id of the image to clone)')
+        try:
+            parent = self.catalog.find(image_id=check_image_id(parent_ref))
+        except InvalidArgument:
+            parent = self.catalog.find(name=check_image_name(parent_ref))
+        if parent is None or not parent.active_stores():
+            raise ImageError("clone_from image '%s' is active in no store" % parent_ref)
+        active = parent.active_stores()
+        targets = self._targets() or [self.catalog.store(name) for name in active]
+        lacking = [store.name for store in targets if store.name not in active]
+        if lacking:
+            raise ImageError("clone_from image '%s' (id %s) is not in store%s %s (it is in %s): copy it there first"
+                             % (parent_ref, parent.id, 's' if len(lacking) > 1 else '', ', '.join(lacking), ', '.join(active)))
+        for store in targets:
+            store.ensure_writable()
+        image_id = self.image_id or str(uuid.uuid4())
+        base = parent.copies[targets[0].name]
+        metadata = dict((field, base.get(field)) for field in MUTABLE_FIELDS)
+        metadata.update(dict((field, value) for field, value in self._metadata().items() if value is not None))
+        metadata['protected'] = bool(self.params.get('protected'))
+        self.after = self._summary(dict(metadata, name=self.name), [store.name for store in targets])
+        self.actions.append('clone %s (id %s) as %s in %s' % (base.get('name'), parent.id, self.name, ', '.join(store.name for store in targets)))
+        if check_mode:
+            return True
+        now = utc_now()
+        record = dict(base, id=image_id, name=self.name, status='active', created_at=now, updated_at=now, cloned_from=parent.id, **metadata)
+        done = []
+        try:
+            with contextlib.ExitStack() as stack:
+                for store in sorted(targets, key=lambda s: s.name):
+                    stack.enter_context(store.backend.image_lock(parent.id))
+                    stack.enter_context(store.backend.image_lock(image_id))
+                for store in _central_first(targets):
+                    slice_list = store.backend.read_slice_list(parent.id)
+                    done.append(store)
+                    if store.backend.positional:
+                        store.backend.clone_image(parent.id, image_id, record, slice_list)
+                    else:
+                        with store.backend.slice_guard(exclusive=False):
+                            store.backend.write_record(image_id, dict(record, status='importing'))
+                            store.backend.write_slice_list(image_id, slice_list)
+                            store.backend.write_record(image_id, record)
+        except BaseException:
+            for store in done:
+                try:
+                    store.backend.remove_image(image_id)
+                except MultistoreError:
+                    pass
+            raise
+        self.image_id = image_id
+        return True
 
     # ---- state: absent
     def absent(self, check_mode):
@@ -418,6 +512,9 @@ class ImageRequest:
         targets = [self.catalog.store(name) for name in names]
         for store in targets:
             store.ensure_writable()
+            problem = store.backend.removal_problem(view.id)
+            if problem:
+                raise ImageError('%s; no store was changed' % problem)
         self.actions.append('delete from %s' % ', '.join(names))
         if not check_mode:
             for store in targets:

@@ -45,13 +45,14 @@ def write_raw(store, record, slice_list, path):
     whole = hashlib.sha512()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        stored = store.backend.read_image_slices(record['id'], slice_list, [digest for digest in slice_list.slices if digest])
         for index, digest in enumerate(slice_list.slices):
             length = slice_list.slice_length(index)
             if digest is None:
                 whole.update(memoryview(ZEROS)[:length])
                 os.lseek(fd, length, os.SEEK_CUR)
                 continue
-            data = store.backend.read_slice(digest)
+            dummy, data = next(stored)
             if len(data) != length or hashlib.sha256(data).hexdigest() != digest:
                 raise StoreError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true to repair it "
                                  "from another store" % (digest, record['id'], store.name))

@@ -19,6 +19,11 @@ class SliceWriter:
 
     new_bytes = 0
 
+    def copy_inside_backend(self, source_backend):
+        """Copy the image from ``source_backend`` without moving data through this host, when the backend can
+        (rbd pools of one cluster); return True when done, False to have the slices streamed."""
+        return False
+
     def plan(self, slice_list):
         """Called before a copy with the image's whole slice list (position-addressed stores need it)."""
 
@@ -97,6 +102,14 @@ class Store:
         for digest in digests:
             yield digest, self.read_slice(digest)
 
+    def read_image_slices(self, image_id, slice_list, digests):
+        """Yield (digest, data) for ``digests`` (slices of ``image_id``, in the order given).
+
+        Content-addressed stores read by digest; a position-addressed store (rbd) finds the range in the
+        image's slice list. Callers verify every slice against its sha256.
+        """
+        return self.read_slices(digests)
+
     def missing_slices(self, digests):
         """The subset of ``digests`` the store lacks (one round trip for remote backends)."""
         return [digest for digest in digests if not self.has_slice(digest)]
@@ -127,6 +140,10 @@ class Store:
 
     def write_slice_list(self, image_id, slice_list):
         raise NotImplementedError
+
+    def removal_problem(self, image_id):
+        """None, or why the image cannot be removed from this store now (checked before any store changes)."""
+        return None
 
     def remove_image(self, image_id):
         """Make the image invisible at once, then drop its record and slice list."""

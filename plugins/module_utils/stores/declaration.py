@@ -6,18 +6,24 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
-    check_cidr, check_port, check_store_name, check_store_path, parse_size)
+    check_bucket_name, check_ceph_user, check_cidr, check_endpoint, check_host_port, check_key_prefix, check_pool_name, check_port,
+    check_store_name, check_store_path, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import BACKENDS, OpenStore
 
 IDENTITY_FORMAT = 'vmimages.multistore/store'
 # The identity fields an operator declares; everything else in the identity is the store's own.
 DECLARED_FIELDS = ('name', 'zone', 'description', 'site_role', 'quota', 'enabled', 'data_network', 'sync_network')
+# Declaration keys that are secrets: kept in the registry file (mode 0600), never shown.
+SECRET_KEYS = ('password', 'secret_key')
+# What identifies where a store of each service type lives (one place holds one store).
+PLACE_KEYS = {'rbd': ('pool', 'ceph_conf', 'mon_hosts'), 's3': ('endpoint', 'bucket', 'prefix'), 'swift': ('endpoint', 'container', 'prefix')}
 
 
 def normalize_quota(quota):
@@ -77,6 +83,8 @@ class StoreDeclaration:
         store_type = self.params.get('type') or 'file'
         if store_type not in BACKENDS:
             raise InvalidArgument("store type '%s' is not supported yet (supported: %s)" % (store_type, ', '.join(sorted(BACKENDS))))
+        if store_type != 'file':
+            return self._present_service(store_type, check_mode)
         path = check_store_path(self.params.get('path'))
         connection = self._connection()
         desired = self._desired_identity()
@@ -124,6 +132,93 @@ class StoreDeclaration:
                 self.registry.save(new_declaration)
         return identity_changed or declaration_changed
 
+    def _service_config(self, store_type):
+        """How to reach an rbd pool or an s3/swift bucket, validated; what the registry keeps for it."""
+        params = self.params
+        if params.get('path') or params.get('host'):
+            raise InvalidArgument('path and host are file store options; a %s store takes %s' % (
+                store_type, 'pool, ceph_conf, keyring, user, mon_hosts' if store_type == 'rbd' else 'endpoint, %s, access_key, secret_key, region'
+                % ('bucket' if store_type == 's3' else 'container')))
+        required = {'rbd': 'pool', 's3': 'bucket', 'swift': 'container'}[store_type]
+        if not params.get(required):
+            raise InvalidArgument('a %s store needs %s:' % (store_type, required))
+        if store_type == 'rbd':
+            config = {'pool': check_pool_name(params.get('pool')), 'user': check_ceph_user(params.get('user') or 'admin')}
+            for key in ('ceph_conf', 'keyring'):
+                if params.get(key):
+                    if not os.path.isabs(params[key]):
+                        raise InvalidArgument('%s %s is relative: give an absolute path on the host' % (key, params[key]))
+                    if not os.path.isfile(params[key]):
+                        raise InvalidArgument('%s %s does not exist on this host (the store_host role writes it)' % (key, params[key]))
+                    config[key] = params[key]
+            if params.get('mon_hosts'):
+                config['mon_hosts'] = [check_host_port(host, what='mon_hosts entry') for host in params['mon_hosts']]
+            if not config.get('ceph_conf') and not config.get('mon_hosts'):
+                if not os.path.isfile('/etc/ceph/ceph.conf'):
+                    raise InvalidArgument('give ceph_conf or mon_hosts: there is no /etc/ceph/ceph.conf on this host')
+                config['ceph_conf'] = '/etc/ceph/ceph.conf'
+            return config
+        container_key = 'bucket' if store_type == 's3' else 'container'
+        if store_type == 'swift' and not params.get('endpoint'):
+            raise InvalidArgument('a swift store needs endpoint: (the auth URL, e.g. http://rgw.example.org:7480/auth/1.0)')
+        config = {container_key: check_bucket_name(params.get(container_key), container_key),
+                  'prefix': check_key_prefix(params.get('prefix')), 'validate_certs': params.get('validate_certs', True) is not False}
+        if params.get('endpoint'):
+            config['endpoint'] = check_endpoint(params['endpoint'])
+        if params.get('region'):
+            config['region'] = params['region']
+        if bool(params.get('access_key')) != bool(params.get('secret_key')):
+            raise InvalidArgument('give access_key and secret_key together')
+        if params.get('access_key'):
+            config['access_key'] = params['access_key']
+            config['secret_key'] = params['secret_key']
+        elif store_type == 'swift':
+            raise InvalidArgument('a swift store needs access_key (the Swift user, account:user) and secret_key (its key)')
+        return config
+
+    def _present_service(self, store_type, check_mode):
+        """An rbd pool or an s3/swift bucket: shared by every host that declares it; the identity lives in it."""
+        config = dict(self._service_config(store_type), name=self.name, type=store_type)
+        place = dict((key, config.get(key)) for key in PLACE_KEYS[store_type])
+        for declaration in self.registry.declarations():
+            if declaration['name'] != self.name and declaration.get('type') == store_type and \
+                    dict((key, declaration.get(key)) for key in PLACE_KEYS[store_type]) == place:
+                raise InvalidArgument("that %s place is already declared as store '%s': one place holds one store; use name: %s"
+                                      % (store_type, declaration['name'], declaration['name']))
+        desired = self._desired_identity()
+        old = self.registry.declaration(self.name)
+        probe = OpenStore(config)
+        if probe.unreachable:
+            raise StoreError("store '%s': %s" % (self.name, probe.unreachable))
+        identity = probe.identity
+        same_place = old and dict((key, old.get(key)) for key in PLACE_KEYS[store_type]) == place
+        if identity is None and same_place and old.get('id'):
+            raise StoreError("store '%s' (id %s) was in %s but its identity record is gone: remove the store with state: absent "
+                             "before declaring a new one there" % (self.name, old['id'], probe.backend.where()))
+        self.before = self._view(old, identity if old else None)
+        if identity is None:
+            now = utc_now()
+            new_identity = {'format': IDENTITY_FORMAT, 'layout': LAYOUT, 'id': str(uuid.uuid4()), 'type': store_type,
+                            'slice_hash': SLICE_HASH, 'slice_size': SLICE_SIZE, 'created_at': now, 'updated_at': now}
+        else:
+            if identity.get('format') != IDENTITY_FORMAT or identity.get('layout') != LAYOUT or identity.get('type') != store_type:
+                raise StoreError("%s holds a store of format %r layout %r type %r that this declaration cannot use"
+                                 % (probe.backend.where(), identity.get('format'), identity.get('layout'), identity.get('type')))
+            new_identity = dict(identity)
+        new_identity.update(desired)
+        identity_changed = identity is None or any(identity.get(key) != new_identity.get(key) for key in DECLARED_FIELDS)
+        if identity_changed and identity is not None:
+            new_identity['updated_at'] = utc_now()
+        new_declaration = dict(config, id=new_identity['id'])
+        declaration_changed = old != new_declaration
+        self.after = self._view(new_declaration, new_identity)
+        if not check_mode:
+            if identity_changed:
+                probe.backend.write_identity(new_identity)
+            if declaration_changed:
+                self.registry.save(new_declaration)
+        return identity_changed or declaration_changed
+
     def _present_remote(self, probe, connection, old, check_mode):
         """A store on another host is declared there; here it is only registered, its identity is read, not written."""
         identity = probe.identity
@@ -153,8 +248,9 @@ class StoreDeclaration:
             return {}
         view = dict((key, (identity or {}).get(key)) for key in DECLARED_FIELDS)
         view.update(declaration or {})
-        if 'password' in view:
-            view['password'] = '********'
+        for key in SECRET_KEYS:
+            if key in view:
+                view[key] = '********'
         if identity:
             view['id'] = identity.get('id')
         return view
@@ -168,6 +264,7 @@ def describe(store, with_stats=True):
         'type': store.declaration['type'],
         'path': store.declaration.get('path'),
         'host': store.declaration.get('host'),
+        'location': store.backend.where(),
         'id': identity.get('id'),
         'zone': identity.get('zone'),
         'description': identity.get('description'),
@@ -180,10 +277,13 @@ def describe(store, with_stats=True):
         'error': store.unreachable,
         'last_check': utc_now(),
     }
+    for key in ('pool', 'user', 'ceph_conf', 'mon_hosts', 'endpoint', 'bucket', 'container', 'prefix', 'region'):
+        if store.declaration.get(key) is not None and store.declaration['type'] != 'file':
+            info[key] = store.declaration[key]
     if with_stats and store.identity is not None:
         try:
             info.update(store.backend.stats())
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             info['status'] = 'disconnected'
             info['error'] = str(exc)
     return info

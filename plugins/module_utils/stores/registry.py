@@ -17,11 +17,12 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import atomic_write_json, makedirs, read_json, remove_file
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_store_name
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.rbd import RbdStore
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import SshFileStore
 
 SYSTEM_REGISTRY = '/var/lib/vmimages-multistore/stores'
 USER_REGISTRY = '~/.local/share/vmimages-multistore/stores'
-BACKENDS = {'file': FileStore}
+BACKENDS = {'file': FileStore, 'rbd': RbdStore}
 
 
 def default_registry():
@@ -42,7 +43,7 @@ class OpenStore:
         try:
             return self.backend.read_identity()
         except StoreError as exc:
-            if not self.declaration.get('host'):
+            if not (self.declaration.get('host') or self.backend.remote):
                 raise
             self.unreachable = str(exc)  # a remote store that cannot be reached is disconnected, not an error
             return None
@@ -72,8 +73,9 @@ class OpenStore:
         if self.unreachable:
             raise StoreError("store '%s' is disconnected: %s" % (self.name, self.unreachable))
         if self.identity is None:
-            raise StoreError("store '%s' is disconnected: no store identity at %s (is the filesystem mounted?)"
-                             % (self.name, self.declaration.get('path')))
+            raise StoreError("store '%s' is disconnected: no store identity in %s (%s)"
+                             % (self.name, self.backend.where(), 'is the filesystem mounted?' if self.declaration['type'] == 'file'
+                                else 'was the pool or bucket deleted?'))
 
     def ensure_writable(self):
         self.ensure_readable()

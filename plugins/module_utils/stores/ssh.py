@@ -396,6 +396,10 @@ class RemoteGuard:
 
 class SshFileStore(Store):
     kind = 'file'
+    remote = True
+
+    def where(self):
+        return '%s:%s' % (self.config['host'], self.config['path'])
 
     def __init__(self, name, config):
         super(SshFileStore, self).__init__(name, config)

@@ -1,0 +1,613 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ceph RBD store: whole raw images in a pool, in Glance's layout, through librbd (python3-rbd).
+
+Layout in the pool (the one Glance's rbd driver uses, so Nova and Cinder can clone from it)::
+
+    <image id>                    an RBD image holding the raw bytes
+    <image id>@snap               its protected snapshot; the location is rbd://<fsid>/<pool>/<id>/snap
+    image metadata multistore.record  the image record (Glance fields), written last
+    multistore.json               (RADOS object) the store identity
+    multistore.slices.<id>        (RADOS object) the slice list: which 4 MiB ranges hold which sha256
+    multistore.lock.<id>          (RADOS object) carries the image lock (a cls_lock with a duration)
+
+An RBD store is position-addressed: no content addressing and no dedup between images (RBD has COW
+clones for that). The slice list is kept anyway so that copies to slice stores, exports and checks
+verify every 4 MiB range against its sha256, exactly as for the other stores.
+
+A write goes: create the image (record 'importing'), asynchronous writes at each slice's offset,
+flush, resize to the exact size, slice list, snapshot ``snap`` protected, then the record 'active'.
+Python's librbd binding releases the GIL in its calls, and aio_write keeps several writes in flight.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import json
+import os
+import socket
+import time
+import uuid
+
+try:
+    import rados
+    import rbd
+    HAS_RBD = True
+except ImportError:  # checked when the store is used, with a clear message
+    HAS_RBD = False
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, LockError, StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
+
+IDENTITY_OBJECT = 'multistore.json'
+RECORD_KEY = 'multistore.record'
+SNAPSHOT = 'snap'
+LOCK_NAME = 'vmimages.multistore'
+LOCK_TTL = 120
+LOCK_WAIT = 60
+IN_FLIGHT = 16
+GROW_STEP = 1 << 30
+CONNECT_TIMEOUT = 10
+# librbd's layering feature is what COW clones need; the others are the defaults of `rbd create`.
+FEATURES_NAMES = ('layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten')
+
+
+def _uuid_like(name):
+    try:
+        return str(uuid.UUID(name)) == name
+    except ValueError:
+        return False
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+class RbdLock:
+    """The image lock of an RBD store: an exclusive cls_lock on a RADOS object, with a duration.
+
+    The OSD drops the lock when its duration runs out, so a crashed run blocks others for at most
+    LOCK_TTL seconds; a lock whose owner process is gone from this host is broken at once. The cookie
+    names the owner (host, pid) because lockers are listed without their description.
+    """
+
+    def __init__(self, store, image_id, ttl=LOCK_TTL, wait=LOCK_WAIT):
+        self.store = store
+        self.key = 'multistore.lock.%s' % image_id
+        self.what = "image %s in store '%s'" % (image_id, store.name)
+        self.ttl = ttl
+        self.wait = wait
+        self.cookie = '%s:%d:%s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex)
+        self.held = False
+
+    def _take(self, cookie, duration, renew=False):
+        ioctx = self.store.ioctx()
+        try:
+            ioctx.lock_exclusive(self.key, LOCK_NAME, cookie, desc=self.what, duration=duration, flags=1 if renew else 0)
+            return True
+        except (rados.ObjectBusy, rados.ObjectExists):
+            return False
+
+    def _break_dead_owner(self):
+        ioctx = self.store.ioctx()
+        try:
+            info = ioctx.list_lockers(self.key, LOCK_NAME)
+        except rados.ObjectNotFound:
+            return
+        for client, cookie, dummy in info.get('lockers', []):
+            parts = cookie.split(':')
+            if len(parts) == 3 and parts[0] == socket.gethostname() and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                try:
+                    ioctx.break_lock(self.key, LOCK_NAME, client, cookie)
+                except rados.Error:
+                    pass
+
+    def __enter__(self):
+        deadline = time.time() + self.wait
+        broken = False
+        while True:
+            try:
+                if self._take(self.cookie, self.ttl):
+                    self.held = True
+                    return self
+                if not broken:
+                    self._break_dead_owner()
+                    broken = True
+                    continue
+            except rados.Error as exc:
+                raise self.store.error('cannot lock %s' % self.what, exc)
+            if time.time() >= deadline:
+                raise LockError('%s is locked by another run (waited %d s): try again when it has finished' % (self.what, self.wait))
+            time.sleep(0.5)
+
+    def refresh(self):
+        if self.held:
+            try:
+                self._take(self.cookie, self.ttl, renew=True)
+            except rados.Error:
+                pass  # the next refresh tries again; the duration covers several refresh periods
+
+    def busy(self):
+        """True when another run holds the lock now."""
+        probe = '%s:%d:%s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex)
+        try:
+            if not self._take(probe, 1):
+                return True
+            self.store.ioctx().unlock(self.key, LOCK_NAME, probe)
+        except rados.Error:
+            return False
+        return False
+
+    def __exit__(self, *exc_info):
+        if self.held:
+            self.held = False
+            try:
+                ioctx = self.store.ioctx()
+                ioctx.unlock(self.key, LOCK_NAME, self.cookie)
+                ioctx.remove_object(self.key)
+            except rados.Error:
+                pass  # expires on its own
+        return False
+
+
+class _NoGuard:
+    """RBD images share no slices: nothing for garbage collection to race with."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+class RbdSliceWriter(SliceWriter):
+    """Writes slices at their offsets in the image ``<id>`` with aio_write, a bounded number in flight."""
+
+    def __init__(self, store, image_id):
+        self.store = store
+        self.image_id = image_id
+        self.new_bytes = 0
+        self.positions = None
+        self.pending = []
+        self.failure = None
+        self.image = store.open_image(image_id)
+        if self.image.size():
+            # Data of an earlier, interrupted attempt: start from an empty image (an active image is never a target).
+            self.image.resize(0)
+        self.size = 0
+
+    def staged_digests(self):
+        return []
+
+    def copy_inside_backend(self, source_backend):
+        """Same cluster: librbd deep copy of the source's snapshot (data never passes through Python)."""
+        if not self.store.same_cluster(source_backend):
+            return False
+        placeholder = self.store.read_record(self.image_id)
+        self._close()
+        self.store.deep_copy_from(source_backend, self.image_id)
+        # The deep copy carried the source's metadata (an active record): until the seal, this copy is importing.
+        self.store.write_record(self.image_id, placeholder)
+        self.new_bytes = 0
+        return True
+
+    def plan(self, slice_list):
+        self.positions = {}
+        for index, digest in enumerate(slice_list.slices):
+            if digest:
+                self.positions.setdefault(digest, []).append(index)
+        self._grow(slice_list.size, exact=True)
+
+    def _grow(self, needed, exact=False):
+        if needed <= self.size:
+            return
+        size = needed if exact else max(needed, min(self.size * 2, self.size + 8 * GROW_STEP), GROW_STEP)
+        self._wait(0)
+        self.image.resize(size)
+        self.size = size
+
+    def _done(self, completion):
+        if completion.get_return_value() < 0 and self.failure is None:
+            self.failure = -completion.get_return_value()
+
+    def _wait(self, keep):
+        while len(self.pending) > keep:
+            self.pending.pop(0).wait_for_complete_and_cb()
+        if self.failure is not None:
+            raise StoreError("store '%s': write to rbd image %s failed: %s" % (self.store.name, self.image_id, os.strerror(self.failure)))
+
+    def put(self, digest, data, index=None):
+        if index is None:
+            if self.positions is None:
+                raise ImageError('internal error: an rbd copy needs the slice list first (plan)')
+            indexes = self.positions.get(digest, [])
+        else:
+            indexes = [index]
+        if not indexes:
+            return False
+        data = bytes(data)
+        slice_size = self.store.slice_size
+        try:
+            self._grow(indexes[-1] * slice_size + len(data))
+            for position in indexes:
+                self._wait(IN_FLIGHT - 1)
+                self.pending.append(self.image.aio_write(data, position * slice_size, self._done))
+                self.new_bytes += len(data)
+        except rbd.Error as exc:
+            raise self.store.error('write to rbd image %s failed' % self.image_id, exc)
+        return True
+
+    def commit(self):
+        if self.image is None:
+            return  # copied inside the backend
+        try:
+            self._wait(0)
+            self.image.flush()
+        except rbd.Error as exc:
+            raise self.store.error('flush of rbd image %s failed' % self.image_id, exc)
+        finally:
+            self._close()
+
+    def abort(self, keep=False):
+        """Stop writing; the engine removes the image (its record is not active). Nothing to adopt later."""
+        try:
+            self._wait(0)
+        except StoreError:
+            pass
+        self._close()
+
+    def _close(self):
+        if self.image is not None:
+            try:
+                self.image.close()
+            except rbd.Error:
+                pass
+            self.image = None
+
+
+class RbdStore(Store):
+    kind = 'rbd'
+    remote = True
+    positional = True
+    slice_size = 4 * 1024 * 1024
+
+    def __init__(self, name, config):
+        super(RbdStore, self).__init__(name, config)
+        self.pool = config['pool']
+        self._cluster = None
+        self._ioctx = None
+        self._fsid = None
+
+    # ---- connection
+    def where(self):
+        return 'rbd pool %s' % self.pool
+
+    def error(self, what, exc):
+        """A StoreError that names the store and says what to do; never the keyring's content."""
+        text = str(exc) or exc.__class__.__name__
+        hint = ''
+        if isinstance(exc, (rados.PermissionDeniedError,)) or getattr(exc, 'errno', None) in (errno.EPERM, errno.EACCES):
+            hint = ': the ceph user %s lacks the caps (it needs mon \'profile rbd\', osd \'profile rbd pool=%s\')' % (
+                self._user(), self.pool)
+        elif isinstance(exc, rados.TimedOut) or getattr(exc, 'errno', None) == errno.ETIMEDOUT:
+            hint = ': are the monitors (%s) up and reachable?' % (self.config.get('mon_hosts') or 'from ceph.conf')
+        return StoreError("store '%s' (%s): %s: %s%s" % (self.name, self.where(), what, text, hint))
+
+    def _user(self):
+        return 'client.%s' % (self.config.get('user') or 'admin')
+
+    def cluster(self):
+        if self._cluster is None:
+            if not HAS_RBD:
+                raise StoreError("store '%s': the rbd store needs python3-rados and python3-rbd on the host running the task "
+                                 "(apt install python3-rbd; with a virtualenv, create it with --system-site-packages)" % self.name)
+            conf = {'client_mount_timeout': str(CONNECT_TIMEOUT), 'rados_mon_op_timeout': str(CONNECT_TIMEOUT),
+                    'rados_osd_op_timeout': '60', 'log_to_stderr': 'false', 'err_to_stderr': 'false'}
+            if self.config.get('keyring'):
+                conf['keyring'] = self.config['keyring']
+            if self.config.get('mon_hosts'):
+                conf['mon_host'] = ','.join(self.config['mon_hosts'])
+            conffile = self.config.get('ceph_conf') or ''
+            if conffile and not os.path.isfile(conffile):
+                raise StoreError("store '%s': ceph_conf %s does not exist on this host" % (self.name, conffile))
+            try:
+                cluster = rados.Rados(conffile=conffile, rados_id=self.config.get('user') or 'admin', conf=conf)
+                cluster.connect(timeout=CONNECT_TIMEOUT)
+            except rados.Error as exc:
+                raise self.error('cannot connect to the ceph cluster as %s' % self._user(), exc)
+            self._cluster = cluster
+        return self._cluster
+
+    def pool_exists(self):
+        try:
+            return self.cluster().pool_exists(self.pool)
+        except rados.Error as exc:
+            raise self.error('cannot look up pool %s' % self.pool, exc)
+
+    def ioctx(self):
+        if self._ioctx is None:
+            cluster = self.cluster()
+            try:
+                self._ioctx = cluster.open_ioctx(self.pool)
+            except rados.ObjectNotFound:
+                raise StoreError("store '%s': pool '%s' does not exist in the ceph cluster %s: declare the store with a ceph user "
+                                 "that may create it, or create it (ceph osd pool create %s; rbd pool init %s)"
+                                 % (self.name, self.pool, self.fsid(), self.pool, self.pool))
+            except rados.Error as exc:
+                raise self.error('cannot open pool %s' % self.pool, exc)
+        return self._ioctx
+
+    def fsid(self):
+        if self._fsid is None:
+            self._fsid = self.cluster().get_fsid()
+        return self._fsid
+
+    def close(self):
+        if self._ioctx is not None:
+            self._ioctx.close()
+            self._ioctx = None
+        if self._cluster is not None:
+            self._cluster.shutdown()
+            self._cluster = None
+
+    def create_pool(self):
+        """Create the pool (when the ceph user may) and enable the rbd application on it."""
+        try:
+            self.cluster().create_pool(self.pool)
+            self.ioctx().application_enable('rbd')
+        except rados.Error as exc:
+            raise self.error("pool '%s' does not exist and cannot be created (create it with: ceph osd pool create %s; "
+                             "rbd pool init %s)" % (self.pool, self.pool, self.pool), exc)
+
+    # ---- identity and health
+    def read_identity(self):
+        if not self.pool_exists():
+            return None
+        try:
+            data = self.ioctx().read(IDENTITY_OBJECT, 1 << 20)
+        except rados.ObjectNotFound:
+            return None
+        except rados.Error as exc:
+            raise self.error('cannot read the store identity', exc)
+        try:
+            return json.loads(data.decode('utf-8'))
+        except ValueError as exc:
+            raise StoreError("store '%s': the identity object %s in pool %s is corrupt: %s" % (self.name, IDENTITY_OBJECT, self.pool, exc))
+
+    def write_identity(self, identity):
+        if not self.pool_exists():
+            self.create_pool()
+        try:
+            self.ioctx().write_full(IDENTITY_OBJECT, json.dumps(identity, sort_keys=True, indent=1).encode('utf-8'))
+        except rados.Error as exc:
+            raise self.error('cannot write the store identity', exc)
+
+    def check_root(self):
+        return None
+
+    def status(self):
+        try:
+            self.ioctx().stat(IDENTITY_OBJECT)
+        except (rados.Error, StoreError):
+            return 'disconnected'
+        return 'connected'
+
+    def stats(self):
+        try:
+            pool = self.ioctx().get_stats()
+            cluster = self.cluster().get_cluster_stats()
+        except rados.Error as exc:
+            raise self.error('cannot read the pool statistics', exc)
+        images = self.read_records()
+        return {'capacity': cluster['kb'] * 1024, 'free': cluster['kb_avail'] * 1024, 'used': pool['num_bytes'],
+                'image_count': sum(1 for record in images.values() if (record or {}).get('status') == 'active'),
+                'slice_count': None}
+
+    def location(self, image_id):
+        return 'rbd://%s/%s/%s/%s' % (self.fsid(), self.pool, image_id, SNAPSHOT)
+
+    # ---- images
+    def open_image(self, image_id, snapshot=None, read_only=False):
+        try:
+            return rbd.Image(self.ioctx(), image_id, snapshot=snapshot, read_only=read_only)
+        except rbd.ImageNotFound:
+            raise StoreError("store '%s': rbd image %s/%s does not exist" % (self.name, self.pool, image_id))
+        except rbd.Error as exc:
+            raise self.error('cannot open rbd image %s' % image_id, exc)
+
+    def image_ids(self):
+        try:
+            names = rbd.RBD().list(self.ioctx())
+        except rbd.Error as exc:
+            raise self.error('cannot list the images', exc)
+        return sorted(name for name in names if _uuid_like(name))
+
+    def read_record(self, image_id):
+        try:
+            with rbd.Image(self.ioctx(), image_id, read_only=True) as image:
+                return json.loads(image.metadata_get(RECORD_KEY))
+        except (rbd.ImageNotFound, KeyError):
+            return None
+        except rbd.Error as exc:
+            if getattr(exc, 'errno', None) == errno.ENOENT:
+                return None
+            raise self.error('cannot read the record of image %s' % image_id, exc)
+
+    def write_record(self, image_id, record):
+        """Set the record (creating an empty image first when the id is new: the record lives with the image)."""
+        try:
+            try:
+                image = rbd.Image(self.ioctx(), image_id)
+            except rbd.ImageNotFound:
+                rbd.RBD().create(self.ioctx(), image_id, 0, old_format=False, features=self._features())
+                image = rbd.Image(self.ioctx(), image_id)
+            with image:
+                image.metadata_set(RECORD_KEY, json.dumps(record, sort_keys=True))
+        except rbd.Error as exc:
+            raise self.error('cannot write the record of image %s' % image_id, exc)
+
+    @staticmethod
+    def _features():
+        return (rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK | rbd.RBD_FEATURE_OBJECT_MAP |
+                rbd.RBD_FEATURE_FAST_DIFF | rbd.RBD_FEATURE_DEEP_FLATTEN)
+
+    def _slices_key(self, image_id):
+        return 'multistore.slices.%s' % image_id
+
+    def read_slice_list(self, image_id):
+        try:
+            size = self.ioctx().stat(self._slices_key(image_id))[0]
+            data = self.ioctx().read(self._slices_key(image_id), size)
+        except rados.ObjectNotFound:
+            return None
+        except rados.Error as exc:
+            raise self.error('cannot read the slice list of image %s' % image_id, exc)
+        return SliceList.from_dict(json.loads(data.decode('utf-8')))
+
+    def write_slice_list(self, image_id, slice_list):
+        """Seal the image: exact size, slice list, protected snapshot ``snap`` (the record flips to active after)."""
+        try:
+            with rbd.Image(self.ioctx(), image_id) as image:
+                if image.size() != slice_list.size:
+                    image.resize(slice_list.size)
+                self.ioctx().write_full(self._slices_key(image_id), json.dumps(slice_list.to_dict()).encode('utf-8'))
+                snaps = [snap['name'] for snap in image.list_snaps()]
+                if SNAPSHOT not in snaps:
+                    image.create_snap(SNAPSHOT)
+                if not image.is_protected_snap(SNAPSHOT):
+                    image.protect_snap(SNAPSHOT)
+        except rbd.Error as exc:
+            raise self.error('cannot seal rbd image %s' % image_id, exc)
+
+    def clones(self, image_id):
+        """Images cloned from this image's snapshot, as 'pool/name' strings."""
+        try:
+            with rbd.Image(self.ioctx(), image_id, read_only=True) as image:
+                if SNAPSHOT not in [snap['name'] for snap in image.list_snaps()]:
+                    return []
+                image.set_snap(SNAPSHOT)
+                return ['%s/%s' % (pool, name) for pool, name in image.list_children()]
+        except rbd.ImageNotFound:
+            return []
+        except rbd.Error as exc:
+            raise self.error('cannot list the clones of image %s' % image_id, exc)
+
+    def removal_problem(self, image_id):
+        children = self.clones(image_id)
+        if children:
+            return ("image %s has %d clone%s in store '%s' (%s): delete %s first (RBD keeps a clone's parent)"
+                    % (image_id, len(children), 's' if len(children) > 1 else '', self.name, ', '.join(children),
+                       'them' if len(children) > 1 else 'it'))
+        return None
+
+    def remove_image(self, image_id):
+        problem = self.removal_problem(image_id)
+        if problem:
+            raise ImageError(problem)
+        try:
+            try:
+                image = rbd.Image(self.ioctx(), image_id)
+            except rbd.ImageNotFound:
+                return False
+            with image:
+                try:
+                    image.metadata_remove(RECORD_KEY)  # invisible at once
+                except KeyError:
+                    pass
+                for snap in list(image.list_snaps()):
+                    if image.is_protected_snap(snap['name']):
+                        image.unprotect_snap(snap['name'])
+                    image.remove_snap(snap['name'])
+            rbd.RBD().remove(self.ioctx(), image_id)
+            try:
+                self.ioctx().remove_object(self._slices_key(image_id))
+            except rados.ObjectNotFound:
+                pass
+        except rbd.ImageBusy as exc:
+            raise self.error('rbd image %s is in use (watched by a client, e.g. a running VM)' % image_id, exc)
+        except (rbd.Error, rados.Error) as exc:
+            raise self.error('cannot remove rbd image %s' % image_id, exc)
+        return True
+
+    # ---- slices (positions of the slice list)
+    def has_slice(self, digest):
+        return False
+
+    def missing_slices(self, digests):
+        return list(digests)
+
+    def read_slice(self, digest):
+        raise StoreError("store '%s' is an rbd store: slices are read by image (read_image_slices)" % self.name)
+
+    def read_image_slices(self, image_id, slice_list, digests):
+        """Yield (digest, data) for ``digests`` from the image's snapshot, in the order given."""
+        first = {}
+        for index, digest in enumerate(slice_list.slices):
+            if digest and digest not in first:
+                first[digest] = index
+        image = self.open_image(image_id, snapshot=SNAPSHOT, read_only=True)
+        try:
+            for digest in digests:
+                index = first[digest]
+                try:
+                    data = image.read(index * slice_list.slice_size, slice_list.slice_length(index))
+                except rbd.Error as exc:
+                    raise self.error('read of rbd image %s failed' % image_id, exc)
+                yield digest, data
+        finally:
+            image.close()
+
+    def slice_writer(self, image_id):
+        return RbdSliceWriter(self, image_id)
+
+    def remove_unreferenced(self, candidates):
+        return 0
+
+    # ---- server-side operations
+    def same_cluster(self, other):
+        return isinstance(other, RbdStore) and other.fsid() == self.fsid()
+
+    def deep_copy_from(self, source, image_id):
+        """Copy ``source``'s image (its snapshot) into this pool inside the cluster (librbd deep copy)."""
+        try:
+            try:
+                rbd.RBD().remove(self.ioctx(), image_id)  # the empty placeholder the engine made
+            except rbd.ImageNotFound:
+                pass
+            with rbd.Image(source.ioctx(), image_id, snapshot=SNAPSHOT, read_only=True) as image:
+                image.deep_copy(self.ioctx(), image_id, features=self._features())
+        except rbd.Error as exc:
+            raise self.error('deep copy of rbd image %s from pool %s failed' % (image_id, source.pool), exc)
+
+    def clone_image(self, parent_id, child_id, record, slice_list):
+        """A COW clone of ``parent_id@snap`` named ``child_id``, sealed like an import (O(1): no data moves)."""
+        try:
+            rbd.RBD().clone(self.ioctx(), parent_id, SNAPSHOT, self.ioctx(), child_id, features=self._features())
+        except rbd.Error as exc:
+            raise self.error('cannot clone rbd image %s' % parent_id, exc)
+        self.write_record(child_id, dict(record, status='importing'))
+        self.write_slice_list(child_id, slice_list)
+        self.write_record(child_id, record)
+
+    # ---- concurrency
+    def image_lock(self, image_id):
+        return RbdLock(self, image_id)
+
+    def slice_guard(self, exclusive):
+        return _NoGuard()
+
+    def orphans(self):
+        """Image ids in the pool whose record is missing or not active (leftovers of interrupted imports)."""
+        found = []
+        for image_id in self.image_ids():
+            record = self.read_record(image_id)
+            if record is None or record.get('status') != 'active':
+                found.append(image_id)
+        return found

@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turning a source into raw bytes before an import (``convert_to: raw``, and every import into an rbd store).
+
+RBD stores hold raw images (what Nova and Cinder clone from). A qcow2, vmdk, vdi, vhd or vhdx source
+is read once in full: the inspector vets it (the same rules as any import: no backing file, no data
+file, no foreign extents), its digests are verified against the declared checksum, and a source from
+a URL is spooled to a sparse local file on the way. Then ``qemu-img convert`` runs with an explicit
+``-f`` (never a probe) into a sparse raw file, and that raw file is what the stores receive. Raw and
+ISO sources pass through untouched, with no extra pass and no temporary copy.
+
+The image's record then describes the raw bytes (disk_format raw, their md5 and sha512) and keeps the
+source's format and digests under ``source``, so a re-run with the source's checksum is recognised.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import tempfile
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import FormatError, SourceError
+from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector, check_declared
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import convert
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import LocalFileSource
+
+# Formats qemu-img turns into raw; everything else is stored as its bytes.
+CONVERTIBLE = ('qcow2', 'vmdk', 'vdi', 'vhd', 'vhdx')
+RAW_LIKE = ('raw', 'iso', 'aki', 'ari', 'ami')
+
+
+class SpoolSink:
+    """A pipeline sink that keeps a sparse local copy of a downloaded source (zero slices become holes)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.error = None
+
+    def put(self, digest, data, index=None):
+        if self.error:
+            return
+        try:
+            view = memoryview(data)
+            offset = index * SLICE_SIZE
+            while len(view):
+                written = os.pwrite(self.fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            self.error = 'cannot spool the source to %s: %s' % (self.path, exc.strerror or exc)
+
+    def close(self):
+        os.close(self.fd)
+
+
+def peek_format(path):
+    """The format a local file's header shows (provisional 'raw' for a fixed VHD, caught later)."""
+    inspector = FormatInspector()
+    with open(path, 'rb') as handle:
+        while not inspector.header_complete:
+            block = handle.read(1 << 20)
+            if not block:
+                inspector.finish()
+                break
+            inspector.feed(block)
+    return inspector.early_check()
+
+
+class RawPreparation:
+    """Context manager: ``source`` becomes a raw source; ``origin`` describes the converted original (or None)."""
+
+    def __init__(self, source, checksum=None, declared=None, work_dir=None):
+        self.original = source
+        self.checksum = checksum
+        self.declared = declared
+        self.work_dir = work_dir
+        self.directory = None
+        self.source = source
+        self.origin = None
+
+    def __enter__(self):
+        try:
+            self._prepare()
+        except BaseException:
+            self._clean()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self._clean()
+        return False
+
+    def _clean(self):
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+    def _passes_through(self):
+        if self.declared in RAW_LIKE:
+            return True
+        if isinstance(self.original, LocalFileSource):
+            return peek_format(self.original.path) not in CONVERTIBLE and self.declared not in CONVERTIBLE
+        return False
+
+    def _prepare(self):
+        if self._passes_through():
+            return
+        try:
+            self.directory = tempfile.mkdtemp(prefix='vmimages-multistore-convert-', dir=self.work_dir)
+        except OSError as exc:
+            raise SourceError('cannot create a work directory for the conversion in %s: %s' % (self.work_dir or tempfile.gettempdir(), exc))
+        local = isinstance(self.original, LocalFileSource)
+        spool = None if local else SpoolSink(os.path.join(self.directory, 'source'))
+        extra = [self.checksum[0]] if self.checksum and self.checksum[0] not in ('md5', 'sha512') else []
+        reader = self.original.open()
+        try:
+            result = pipeline.run(reader, [spool] if spool else [], extra_algorithms=extra)
+        finally:
+            reader.close()
+            if spool:
+                spool.close()
+        if spool:
+            os.truncate(spool.path, result.size)  # trailing zero slices were holes never written
+        if self.checksum and result.digests[self.checksum[0]] != self.checksum[1]:
+            raise SourceError('checksum mismatch for %s: %s is %s, expected %s; nothing was stored'
+                              % (self.original.description, self.checksum[0], result.digests[self.checksum[0]], self.checksum[1]))
+        if self.declared:
+            check_declared(self.declared, result.report)
+        fmt = result.report.format
+        path = self.original.path if local else spool.path
+        if fmt not in CONVERTIBLE:
+            self.source = self.original if local else LocalFileSource(path)
+            return
+        raw = os.path.join(self.directory, 'raw')
+        convert(path, fmt, raw, 'raw')
+        if spool:
+            os.unlink(spool.path)  # the raw file is all that is needed now
+        self.source = LocalFileSource(raw)
+        self.origin = {'disk_format': fmt, 'size': result.size, 'virtual_size': result.report.virtual_size,
+                       'checksum': result.digests['md5'], 'os_hash_algo': 'sha512', 'os_hash_value': result.digests['sha512'],
+                       'extra_digests': dict((k, v) for k, v in result.digests.items() if k not in ('md5', 'sha512'))}
+
+
+def check_raw(report):
+    """Raise when an image bound for a raw-only store (rbd) is not raw after all (a fixed VHD has only a footer)."""
+    if report.format not in RAW_LIKE:
+        raise FormatError('the image is %s, and rbd stores hold raw images: set disk_format: %s so that it is converted, '
+                          'or convert it to raw first' % (report.format, report.format))
