@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
@@ -29,6 +29,8 @@ help:
 	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"
 	@echo "make molecule     molecule test of roles/store_host on the lab (root; ~2 min)"
 	@echo "make lab-up       create lab LAB_NAME=dev with LAB_HOSTS=central,edge1,edge2 (root); make lab-down"
+	@echo "make ceph-up      start a 1-node Ceph in CEPH_DIR=/tmp/vmimages-ceph-dev, print cluster.json; make ceph-down"
+	@echo "make ceph-test    pytest tests/ceph -m ceph (real Ceph: mon, mgr, OSD, radosgw; ~20 s; CEPH_LAB_DIR reuses one)"
 	@echo "make sanity       ansible-test sanity            [SANITY_ARGS='--test pylint']"
 	@echo "make lint         ansible-lint + antsibull-changelog lint"
 	@echo "make demo         run playbooks/demo.yml on localhost (inventories/local)"
@@ -68,6 +70,19 @@ lab-up: $(SETUP)
 
 lab-down:
 	$(BIN)/python tests/lab/lab.py destroy --name $(LAB_NAME)
+
+CEPH_DIR ?= /tmp/vmimages-ceph-dev
+
+ceph-up:
+	@python3 tests/ceph/cephlab.py install
+	@python3 tests/ceph/cephlab.py start --dir $(CEPH_DIR) --json
+	@echo "reuse it in tests: CEPH_LAB_DIR=$(CEPH_DIR) make ceph-test" >&2
+
+ceph-down:
+	python3 tests/ceph/cephlab.py stop --dir $(CEPH_DIR) --purge
+
+ceph-test: $(SETUP)
+	$(BIN)/python -m pytest tests/ceph -m ceph $(PYTEST_ARGS)
 
 sanity: $(SETUP)
 	@bash scripts/run-sanity.sh $(SANITY_ARGS)

@@ -43,6 +43,14 @@ APT_PACKAGES=(
     systemd-container # tests/lab: systemd-nspawn (--no-install-recommends: keeps nsswitch.conf as it is)
     zstd              # tests/lab: base image tarball
     iproute2          # tests/lab: ip/tc, network namespaces, bridges, veths
+    ceph-mon          # tests/ceph: a real single-node Ceph (tests/ceph/cephlab.py)
+    ceph-mgr          # tests/ceph
+    ceph-osd          # tests/ceph: one bluestore OSD on a sparse file
+    radosgw           # tests/ceph: S3 and Swift stores
+    ceph-common       # ceph/rbd/rados CLIs, librbd for RBD stores
+    python3-rbd       # RBD stores from Python (importable in .venv: --system-site-packages)
+    python3-rados     # RBD stores from Python
+    qemu-block-extra  # qemu-img rbd: driver
 )
 
 log() { printf 'setup: %s\n' "$*"; }
