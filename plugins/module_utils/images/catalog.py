@@ -403,7 +403,7 @@ class ImageRequest:
         def move_data(all_sinks, refresh):
             sinks = []
             for sink in all_sinks:
-                if sink.writer.copy_inside_backend(source_store.backend):
+                if sink.writer.copy_inside_backend(source_store.backend, keep_alive=lambda: refresh(0)):
                     continue  # copied inside the backend (rbd deep copy in one cluster): no data through this host
                 sink.writer.plan(slice_list)
                 sinks.append(sink)
@@ -412,7 +412,8 @@ class ImageRequest:
             lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
                            for sink in sinks)
             wanted = [digest for digest in digests if any(digest in lacking[sink.store.name] for sink in sinks)]
-            for count, (digest, data) in enumerate(source_store.backend.read_image_slices(view.id, slice_list, wanted), 1):
+            stream = source_store.backend.read_image_slices(view.id, slice_list, wanted) if wanted else []
+            for count, (digest, data) in enumerate(stream, 1):
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise ImageError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true"
                                      % (digest, view.id, source_store.name))

@@ -19,9 +19,10 @@ class SliceWriter:
 
     new_bytes = 0
 
-    def copy_inside_backend(self, source_backend):
+    def copy_inside_backend(self, source_backend, keep_alive=None):
         """Copy the image from ``source_backend`` without moving data through this host, when the backend can
-        (rbd pools of one cluster); return True when done, False to have the slices streamed."""
+        (rbd pools of one cluster); return True when done, False to have the slices streamed. ``keep_alive()``
+        renews the transfer's locks and must be called every few seconds during a long copy."""
         return False
 
     def plan(self, slice_list):

@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 
@@ -46,8 +47,9 @@ IDENTITY_OBJECT = 'multistore.json'
 RECORD_KEY = 'multistore.record'
 SNAPSHOT = 'snap'
 LOCK_NAME = 'vmimages.multistore'
-LOCK_TTL = 120
-LOCK_WAIT = 60
+LOCK_TTL = 60
+LOCK_WAIT = 75
+REFRESH_SECONDS = 10
 IN_FLIGHT = 16
 GROW_STEP = 1 << 30
 CONNECT_TIMEOUT = 10
@@ -62,20 +64,12 @@ def _uuid_like(name):
         return False
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 class RbdLock:
     """The image lock of an RBD store: an exclusive cls_lock on a RADOS object, with a duration.
 
     The OSD drops the lock when its duration runs out, so a crashed run blocks others for at most
-    LOCK_TTL seconds; a lock whose owner process is gone from this host is broken at once. The cookie
-    names the owner (host, pid) because lockers are listed without their description.
+    LOCK_TTL seconds (the python binding cannot list or break another client's lock, so a lock is
+    never broken early); a waiting run waits longer than that. The holder renews it while it works.
     """
 
     def __init__(self, store, image_id, ttl=LOCK_TTL, wait=LOCK_WAIT):
@@ -85,6 +79,7 @@ class RbdLock:
         self.ttl = ttl
         self.wait = wait
         self.cookie = '%s:%d:%s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex)
+        self.refreshed = 0
         self.held = False
 
     def _take(self, cookie, duration, renew=False):
@@ -95,32 +90,13 @@ class RbdLock:
         except (rados.ObjectBusy, rados.ObjectExists):
             return False
 
-    def _break_dead_owner(self):
-        ioctx = self.store.ioctx()
-        try:
-            info = ioctx.list_lockers(self.key, LOCK_NAME)
-        except rados.ObjectNotFound:
-            return
-        for client, cookie, dummy in info.get('lockers', []):
-            parts = cookie.split(':')
-            if len(parts) == 3 and parts[0] == socket.gethostname() and parts[1].isdigit() and not _pid_alive(int(parts[1])):
-                try:
-                    ioctx.break_lock(self.key, LOCK_NAME, client, cookie)
-                except rados.Error:
-                    pass
-
     def __enter__(self):
         deadline = time.time() + self.wait
-        broken = False
         while True:
             try:
                 if self._take(self.cookie, self.ttl):
                     self.held = True
                     return self
-                if not broken:
-                    self._break_dead_owner()
-                    broken = True
-                    continue
             except rados.Error as exc:
                 raise self.store.error('cannot lock %s' % self.what, exc)
             if time.time() >= deadline:
@@ -129,6 +105,7 @@ class RbdLock:
 
     def refresh(self):
         if self.held:
+            self.refreshed = time.time()
             try:
                 self._take(self.cookie, self.ttl, renew=True)
             except rados.Error:
@@ -186,13 +163,33 @@ class RbdSliceWriter(SliceWriter):
     def staged_digests(self):
         return []
 
-    def copy_inside_backend(self, source_backend):
-        """Same cluster: librbd deep copy of the source's snapshot (data never passes through Python)."""
+    def copy_inside_backend(self, source_backend, keep_alive=None):
+        """Same cluster: librbd deep copy of the source's snapshot (data never passes through Python).
+
+        The copy runs in a thread (librbd releases the GIL) while this one calls ``keep_alive`` every few
+        seconds, so the image locks stay renewed through a long copy.
+        """
         if not self.store.same_cluster(source_backend):
             return False
         placeholder = self.store.read_record(self.image_id)
         self._close()
-        self.store.deep_copy_from(source_backend, self.image_id)
+        outcome = []
+
+        def copy():
+            try:
+                self.store.deep_copy_from(source_backend, self.image_id)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the calling thread
+                outcome.append(exc)
+        worker = threading.Thread(target=copy)
+        worker.daemon = True
+        worker.start()
+        while worker.is_alive():
+            worker.join(REFRESH_SECONDS)
+            if worker.is_alive() and keep_alive is not None:
+                keep_alive()
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
         # The deep copy carried the source's metadata (an active record): until the seal, this copy is importing.
         self.store.write_record(self.image_id, placeholder)
         self.new_bytes = 0

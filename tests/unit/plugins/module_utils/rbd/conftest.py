@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+"""Fixtures for rbd store tests: the session's real Ceph (tests/ceph), rbd stores declared in it."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import sys
+import uuid
+
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.ceph.pytest_ceph import *  # noqa: E402,F401,F403  ceph_cluster, rgw_down, the `ceph` marker
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration  # noqa: E402
+
+
+def rbd_params(cluster, admin=False, **extra):
+    params = {'type': 'rbd', 'pool': cluster['rbd_pool'], 'ceph_conf': cluster['conf']}
+    if admin:
+        params.update(user='admin', keyring=cluster['admin_keyring'])
+    else:
+        params.update(user=cluster['rbd_user'], keyring=cluster['rbd_keyring'])
+    params.update(extra)
+    return params
+
+
+@pytest.fixture(scope='module')
+def scratch_pool(ceph_cluster):
+    """A pool of this test module's own (created by the admin declaration in the first test that needs it)."""
+    return 't-%s' % uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def declare_rbd(registry, ceph_cluster):
+    def declare_rbd(name, admin=False, **extra):
+        params = rbd_params(ceph_cluster, admin, **extra)
+        params['name'] = name
+        return StoreDeclaration(registry, params).present(check_mode=False)
+    return declare_rbd
+
+
+@pytest.fixture
+def admin_rbd(ceph_cluster):
+    """(rados cluster handle, function opening an ioctx) as client.admin, to look at what the store wrote."""
+    import rados
+    cluster = rados.Rados(conffile=ceph_cluster['conf'], rados_id='admin', conf={'keyring': ceph_cluster['admin_keyring']})
+    cluster.connect(timeout=10)
+    yield cluster
+    cluster.shutdown()
