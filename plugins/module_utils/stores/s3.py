@@ -166,8 +166,8 @@ class S3Store(ObjectStore):
         if code is not None:
             message = ((exc.response or {}).get('Error') or {}).get('Message') or ''
             if code in DENIED or status == 403:
-                return ("%s refused to %s in bucket '%s' (%s%s): check access_key and secret_key, and that this user may use the bucket"
-                        % (where, what, self.bucket, code, ': %s' % message if message and message != code else ''))
+                return ("%s refused access to bucket '%s' (%s%s) to %s: check access_key and secret_key, and that this user may use "
+                        "the bucket" % (where, self.bucket, code, ': %s' % message if message and message != code else '', what))
             if code == 'NoSuchBucket':
                 return "bucket '%s' does not exist at %s: declare the store with vmimages.multistore.store, which creates it" % (self.bucket, where)
             return 'cannot %s in %s: %s %s%s' % (what, self.endpoint_url(), status, code, ' (%s)' % message if message else '')
@@ -175,8 +175,8 @@ class S3Store(ObjectStore):
             return ('cannot reach %s: TLS certificate verification failed (%s): install the CA certificate on this host, or set '
                     'validate_certs: false' % (where, network_reason(exc) or exc))
         if self._unreachable(exc):
-            return ('cannot reach %s (%s): is the S3 service (radosgw, MinIO) running, and reachable from this host?'
-                    % (where, network_reason(exc) or exc))
+            return ("cannot reach %s for bucket '%s' (%s): is the S3 service (radosgw, MinIO) running, and reachable from this host?"
+                    % (where, self.bucket, network_reason(exc) or exc))
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return 'no credentials for %s: give access_key and secret_key' % where
         return 'cannot %s in %s: %s' % (what, self.endpoint_url(), exc)
