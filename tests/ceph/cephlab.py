@@ -52,6 +52,11 @@ RGW_UID = 'multistore'
 S3_REGION = 'default'
 OSD_SIZE = 20 * 1024 ** 3
 
+# mgr modules a lab never uses (the always-on ones cannot be disabled): each costs mgr start time
+MGR_DISABLED = ('alerts', 'diskprediction_local', 'influx', 'insights', 'localpool', 'mirroring', 'nfs',
+                'osd_perf_query', 'osd_support', 'prometheus', 'restful', 'selftest', 'snap_schedule', 'stats',
+                'telegraf', 'test_orchestrator', 'zabbix')
+
 # stop order: rgw first, then the OSD, then mgr and mon
 DAEMONS = ('rgw', 'osd', 'mgr', 'mon')
 
@@ -74,7 +79,7 @@ def missing_packages():
     missing = []
     for pkg in PACKAGES:
         res = subprocess.run(['dpkg-query', '-W', '-f=${db:Status-Status}', pkg],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, check=False)
         if res.returncode != 0 or res.stdout.strip() != 'installed':
             missing.append(pkg)
     return missing
@@ -93,12 +98,13 @@ def install():
     cmd = ['apt-get', 'install', '-y', '-q', '--no-install-recommends'] + missing
     log('installing %s' % ' '.join(missing))
     started = time.monotonic()
-    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                         check=False)
     if res.returncode != 0:
         log('apt-get install failed, running apt-get update first:\n%s' % tail_text(res.stdout, 10))
         subprocess.run(['apt-get', 'update', '-q'], env=env, check=True)
         res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             universal_newlines=True)
+                             universal_newlines=True, check=False)
         if res.returncode != 0:
             raise LabError('apt-get install %s failed:\n%s' % (' '.join(missing), tail_text(res.stdout, 30)))
     still = missing_packages()
@@ -128,7 +134,7 @@ def free_ports(count):
     """`count` distinct free TCP ports on 127.0.0.1 (bound together, so distinct, then released)."""
     socks = []
     try:
-        for _ in range(count):
+        for dummy in range(count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(('127.0.0.1', 0))
             socks.append(s)
@@ -160,7 +166,7 @@ def write_file(path, text, mode=0o644):
 
 
 def gen_key(length, alphabet=string.ascii_letters + string.digits):
-    return ''.join(secrets.choice(alphabet) for _ in range(length))
+    return ''.join(secrets.choice(alphabet) for dummy in range(length))
 
 
 class Lab:
@@ -202,11 +208,11 @@ class Lab:
     # -------------------------------------------------------------------------------- commands
     def run(self, cmd, check=True, timeout=120, input_text=None):
         res = subprocess.run(cmd, input=input_text, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True, timeout=timeout, stdin=None if input_text is not None
-                             else subprocess.DEVNULL)
+                             stdin=None if input_text is not None else subprocess.DEVNULL,
+                             universal_newlines=True, timeout=timeout, check=False)
         if check and res.returncode != 0:
-            raise LabError('%s failed (exit %d):\n%s%s' % (' '.join(cmd), res.returncode, res.stdout,
-                                                          tail_text(res.stderr, 20)))
+            raise LabError('%s failed (exit %d):\n%s%s'
+                           % (' '.join(cmd), res.returncode, res.stdout, tail_text(res.stderr, 20)))
         return res
 
     def ceph(self, *args, check=True, timeout=60, fmt_json=False, input_text=None):
@@ -271,6 +277,7 @@ mon osd nearfull ratio = 0.95
 mon warn on osd down out interval zero = false
 mon max pg per osd = 1000
 paxos propose interval = 0.05
+mgr initial modules = iostat
 mon osd down out interval = 0
 
 [mon]
@@ -286,7 +293,8 @@ mgr data = {d}/mgr
 keyring = {d}/mgr/keyring
 log file = {d}/log/$name.log
 admin socket = {d}/run/$name.asok
-mgr initial modules = iostat
+# modules a lab never uses load for seconds at each mgr start (the always-on ones cannot be disabled)
+mgr disabled modules = {mgr_disabled}
 
 [osd]
 osd data = {d}/osd
@@ -299,6 +307,8 @@ bluestore block size = {osd_size}
 bluestore block db create = false
 bluestore block wal create = false
 bluestore fsck on mount = false
+bluestore fsck on mkfs = false
+osd journal = {d}/osd/journal
 osd memory target = 1073741824
 osd max object name len = 460
 osd max object namespace len = 64
@@ -311,13 +321,14 @@ admin socket = {d}/run/$name.asok
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw enable apis = s3, swift, swift_auth, admin
 rgw thread pool size = 64
-rgw gc obj min wait = 5
+rgw gc obj min wait = 10
 rgw gc processor period = 10
 rgw gc processor max time = 10
 rgw enable usage log = false
 rgw swift account in url = false
 rgw init timeout = 120
-""".format(d=d, mon_id=MON_ID, rgw_name=RGW_NAME, osd_size=OSD_SIZE, **st)
+""".format(d=d, mon_id=MON_ID, rgw_name=RGW_NAME, osd_size=OSD_SIZE, mgr_disabled=' '.join(MGR_DISABLED),
+           **st)
         write_file(self.conf, conf)
 
     # -------------------------------------------------------------------------------- processes
@@ -627,21 +638,34 @@ rgw init timeout = 120
                 return self.cluster_json
             if shutil.which('ceph-mon') is None:
                 raise LabError('Ceph is not installed (ceph-mon missing): run `cephlab.py install` (root)')
+
+            def phase(what):
+                log('%5.1f s  %s' % (time.monotonic() - started, what))
+
+            for daemon in DAEMONS:  # stale pid files (a crash, a reboot) would read as "died" below
+                if not self.daemon_pid(daemon) and os.path.exists(self.pid_file(daemon)):
+                    os.unlink(self.pid_file(daemon))
             self.bootstrap(st)
             self.check_ports(st)
+            phase('configuration and mon store ready')
             self.spawn('mon')
             self.wait('the mon', lambda: None if self.status_json() else 'mon does not answer', timeout)
+            phase('mon answers on %s' % st['mon_host'])
             self.setup_mgr(st)
             self.spawn('mgr')
             self.setup_osd(st)
             self.spawn('osd')
             self.setup_rgw_key(st)
             self.wait('the OSD', lambda: None if self.osds_up() >= 1 else 'OSD not up', timeout)
+            phase('mgr started, OSD up')
             self.setup_pool(st)
             self.setup_client(st)
+            phase('pool %s, client.%s' % (RBD_POOL, RBD_USER))
             self.spawn('rgw')
             self.wait('radosgw', self.rgw_problem, timeout)
+            phase('radosgw answers on %s' % self.rgw_endpoint(st))
             self.setup_rgw_user(st)
+            phase('S3 user and Swift subuser')
             self.wait('HEALTH_OK', self.health_problem, timeout)
             write_file(self.cluster_json, json.dumps(self.cluster_info(st), indent=2) + '\n', 0o600)
             st['complete'] = True
@@ -714,7 +738,7 @@ rgw init timeout = 120
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     sub = parser.add_subparsers(dest='action', required=True)
     sub.add_parser('install', help='install the Debian packages when missing (root)')
     for name, helptext in (('start', 'start (or create) the cluster in DIR, print DIR/cluster.json'),

@@ -11,6 +11,9 @@ import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+    sys.path.append(_ROOT)
 
-from tests.ceph.pytest_ceph import *  # noqa: E402,F401,F403  fixtures and pytest_configure (the marker)
+# fixtures and pytest_configure (registers the `ceph` marker)
+from tests.ceph.pytest_ceph import ceph_cluster, ceph_lab, pytest_configure, rgw_down  # noqa: E402
+
+__all__ = ['ceph_cluster', 'ceph_lab', 'pytest_configure', 'rgw_down']

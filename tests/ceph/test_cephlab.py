@@ -68,7 +68,8 @@ def test_health_ok(ceph_cluster):
     health = json.loads(ceph_cmd(ceph_cluster, 'health', '--format', 'json').stdout)
     assert health['status'] == 'HEALTH_OK', health
     res = subprocess.run([sys.executable, CEPHLAB, 'status', '--dir', ceph_cluster['dir']],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60,
+                         check=False)
     assert res.returncode == 0, res.stdout
     assert 'HEALTH_OK' in res.stdout
 
@@ -76,7 +77,8 @@ def test_health_ok(ceph_cluster):
 def test_start_is_idempotent(ceph_cluster):
     started = time.monotonic()
     res = subprocess.run([sys.executable, CEPHLAB, 'start', '--dir', ceph_cluster['dir'], '--json'],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
+                         check=False)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == ceph_cluster
     assert time.monotonic() - started < 10
@@ -189,3 +191,22 @@ def test_rgw_stopped_context_manager(ceph_cluster):
         # RBD does not need radosgw
         assert json.loads(ceph_cmd(ceph_cluster, 'health', '--format', 'json').stdout)['status'] == 'HEALTH_OK'
     assert rgw_answers(ceph_cluster)
+
+
+def test_qemu_img_rbd(ceph_cluster):
+    """qemu-img's rbd driver (qemu-block-extra) reaches the pool as the restricted client."""
+    name = 'cephlab-qemu-%s' % uuid.uuid4().hex[:8]
+    target = 'rbd:%s/%s:id=%s:conf=%s:keyring=%s' % (
+        ceph_cluster['rbd_pool'], name, ceph_cluster['rbd_user'], ceph_cluster['conf'], ceph_cluster['rbd_keyring'])
+    res = subprocess.run(['qemu-img', 'create', '-f', 'raw', target, '16M'], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stdout
+    try:
+        res = subprocess.run(['qemu-img', 'info', '--output=json', target], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)['virtual-size'] == 16 * 1024 ** 2
+    finally:
+        subprocess.run(['rbd', '--conf', ceph_cluster['conf'], '--id', ceph_cluster['rbd_user'],
+                        '--keyring', ceph_cluster['rbd_keyring'], 'rm', '--no-progress',
+                        '%s/%s' % (ceph_cluster['rbd_pool'], name)], check=True, stdout=subprocess.DEVNULL, timeout=60)
