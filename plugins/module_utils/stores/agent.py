@@ -71,6 +71,12 @@ class Agent:
     def op_stats(self):
         return self._store().stats()
 
+    def op_stored_slices(self):
+        return sorted(self._store().stored_slices())
+
+    def op_clean_staging(self, max_age, check_mode):
+        return self._store().clean_staging(max_age, check_mode)
+
     def op_image_ids(self):
         return self._store().image_ids()
 

@@ -122,6 +122,16 @@ class Store:
         """Delete those of ``candidates`` no slice list references any more; return bytes released."""
         raise NotImplementedError
 
+    # garbage collection (store_cleanup)
+    def stored_slices(self):
+        """Every slice digest the store holds (content-addressed stores)."""
+        return set()
+
+    def clean_staging(self, max_age, check_mode):
+        """Remove leftovers of transfers that are not running (staging data older than ``max_age`` seconds,
+        data of images without a record); return [(what, bytes)] removed (or that would be, in check mode)."""
+        return []
+
     # images
     def image_ids(self):
         raise NotImplementedError

@@ -21,6 +21,7 @@ import hashlib
 import mmap
 import os
 import shutil
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -269,6 +270,29 @@ class FileStore(Store):
                 released += size
         return released
 
+    def stored_slices(self):
+        found = set()
+        for entry in _scandir(os.path.join(self.root, 'slices')):
+            found.update(item.name for item in _scandir(entry.path) if len(item.name) == 64)
+        return found
+
+    def clean_staging(self, max_age, check_mode):
+        """Staging leftovers: images being removed (``removed-*``), and ``<id>.partial`` slices of an interrupted
+        transfer once older than ``max_age`` and not locked (until then a re-run adopts them)."""
+        removed = []
+        now = time.time()
+        for entry in _scandir(os.path.join(self.root, 'staging')):
+            if entry.name.endswith('.partial'):
+                if now - entry.stat().st_mtime < max_age or self.image_lock(entry.name[:-len('.partial')]).busy():
+                    continue
+            elif not entry.name.startswith('removed-'):
+                continue
+            size = _tree_size(entry.path)
+            if not check_mode:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(('staging/%s' % entry.name, size))
+        return removed
+
     # images
     def _image_dir(self, image_id):
         return os.path.join(self.root, 'images', image_id)
@@ -311,6 +335,17 @@ class FileStore(Store):
 
     def slice_guard(self, exclusive):
         return SliceGuard(os.path.join(self.root, 'locks', 'slices.lock'), exclusive)
+
+
+def _tree_size(path):
+    total = 0
+    for directory, dummy, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _scandir(path):

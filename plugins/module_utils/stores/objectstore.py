@@ -105,8 +105,14 @@ def _user():
         return str(os.getuid())
 
 
+# Tokens of leases this process let go of but could not delete (the store was unreachable then): they
+# are stale for this process at once, not only when they expire, so that a later run in the same
+# process is not locked out by its own past.
+_RELEASED_TOKENS = set()
+
+
 def _stale(owner):
-    if owner.get('expires_at', 0) < time.time():
+    if owner.get('expires_at', 0) < time.time() or owner.get('token') in _RELEASED_TOKENS:
         return True
     pid = owner.get('pid')
     return owner.get('host') == socket.gethostname() and isinstance(pid, int) and pid > 0 and not _pid_alive(pid)
@@ -337,7 +343,7 @@ class Lease:
         try:
             self.store.delete_object(self.key)
         except MultistoreError:
-            pass  # unreachable: the lease expires
+            _RELEASED_TOKENS.add(self.token)  # unreachable: the lease expires, or the next run deletes it
 
     def busy(self):
         """True when some live run holds this lock now."""

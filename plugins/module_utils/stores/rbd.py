@@ -600,11 +600,36 @@ class RbdStore(Store):
     def slice_guard(self, exclusive):
         return _NoGuard()
 
-    def orphans(self):
-        """Image ids in the pool whose record is missing or not active (leftovers of interrupted imports)."""
-        found = []
-        for image_id in self.image_ids():
-            record = self.read_record(image_id)
-            if record is None or record.get('status') != 'active':
-                found.append(image_id)
-        return found
+    def clean_staging(self, max_age, check_mode):
+        """Leftovers of interrupted imports and removals: images named by an id with no record (and no lock),
+        slice-list objects whose image is gone. An image with a record is the engine's business (it is
+        removed as a failed import when not active)."""
+        removed = []
+        ids = set(self.image_ids())
+        for image_id in sorted(ids):
+            if self.read_record(image_id) is not None or self.image_lock(image_id).busy():
+                continue
+            size = 0
+            try:
+                with rbd.Image(self.ioctx(), image_id, read_only=True) as image:
+                    size = image.size()
+            except rbd.Error:
+                pass
+            if not check_mode:
+                self.remove_image(image_id)
+            removed.append(('rbd image %s/%s' % (self.pool, image_id), size))
+        try:
+            objects = [obj.key for obj in self.ioctx().list_objects() if obj.key.startswith('multistore.slices.')]
+        except rados.Error as exc:
+            raise self.error('cannot list the pool', exc)
+        for key in sorted(objects):
+            image_id = key[len('multistore.slices.'):]
+            if image_id in ids or self.image_lock(image_id).busy():
+                continue
+            if not check_mode:
+                try:
+                    self.ioctx().remove_object(key)
+                except rados.ObjectNotFound:
+                    pass
+            removed.append(('rados object %s/%s' % (self.pool, key), 0))
+        return removed

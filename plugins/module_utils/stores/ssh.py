@@ -473,6 +473,12 @@ class SshFileStore(Store):
     def remove_unreferenced(self, candidates):
         return self.agent().call('remove_unreferenced', digests=sorted(candidates))
 
+    def stored_slices(self):
+        return set(self.agent().call('stored_slices'))
+
+    def clean_staging(self, max_age, check_mode):
+        return [tuple(item) for item in self.agent().call('clean_staging', max_age=max_age, check_mode=check_mode)]
+
     def image_ids(self):
         return self.agent().call('image_ids')
 

@@ -269,3 +269,44 @@ def test_failed_import_leaves_nothing_in_the_pool(registry, declare_rbd, image_r
         image_request(name=unique('bad'), src=raw, stores=['ceph'], checksum='md5:' + '0' * 32).present(check_mode=False)
     assert 'checksum mismatch' in str(failure.value)
     assert set(registry.open('ceph').backend.image_ids()) == before
+
+
+def test_cleanup_removes_leftovers_of_interrupted_imports(registry, declare_rbd, image_request, make_raw, admin_rbd, ceph_cluster):
+    """The state a killed run leaves, made with the store's own calls: a lock that expires, an image with an
+    'importing' record and half its data, an image with no record (killed inside a removal), a slice list alone."""
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
+    from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+    import rbd
+    declare_rbd('ceph')
+    store = registry.open('ceph').backend
+    kept = make_raw('kept.raw', [61])
+    assert image_request(name=unique('kept'), src=kept, stores=['ceph']).present(check_mode=False)
+    half, bare, alone, busy = (str(uuid.uuid4()) for dummy in range(4))
+    crashed = rbd_store.RbdLock(store, half, ttl=1)
+    crashed.__enter__()
+    store.write_record(half, {'id': half, 'status': 'importing'})
+    writer = store.slice_writer(half)
+    writer.put('c' * 64, bytes(range(256)) * (SLICE_SIZE // 256), index=0)
+    writer.commit()
+    crashed.held = False  # the run dies holding it; the OSD lets the lock expire
+    with admin_rbd.open_ioctx(ceph_cluster['rbd_pool']) as ioctx:
+        rbd.RBD().create(ioctx, bare, 4 * MIB)
+        ioctx.write_full('multistore.slices.%s' % alone, b'{}')
+    store.write_record(busy, {'id': busy, 'status': 'importing'})
+    with store.image_lock(busy):
+        import time
+        deadline = time.time() + 30
+        while rbd_store.RbdLock(store, half).busy() and time.time() < deadline:
+            time.sleep(0.5)  # the OSD expires a 1 s lock within a few seconds
+        changed, report = StoreCleanup(registry.open('ceph'), 86400).run(check_mode=True)
+        assert changed is True and half in report['removed_images']
+        assert half in rbd.RBD().list(registry.open('ceph').backend.ioctx())  # check mode touched nothing
+        changed, report = StoreCleanup(registry.open('ceph'), 86400).run(check_mode=False)
+    assert changed is True
+    assert half in report['removed_images'] and busy not in report['removed_images']
+    assert 'image %s: a run is importing it now' % busy in report['skipped']
+    assert 'rbd image %s/%s' % (ceph_cluster['rbd_pool'], bare) in report['removed_staging']
+    assert 'rados object %s/multistore.slices.%s' % (ceph_cluster['rbd_pool'], alone) in report['removed_staging']
+    names = rbd.RBD().list(registry.open('ceph').backend.ioctx())
+    assert half not in names and bare not in names and busy in names
+    store.remove_image(busy)

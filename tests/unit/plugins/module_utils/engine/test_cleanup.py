@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+"""store_cleanup's engine on real file stores: interrupted imports, failed records, unreferenced slices."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+import pytest
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import sources
+
+from image_files import stored_slices
+
+
+def interrupt_after(monkeypatch, reads):
+    """The import is interrupted (Ctrl-C, as when ansible-playbook is stopped) after ``reads`` slice reads."""
+    original = sources.LocalFileReader.read_into
+    calls = []
+
+    def read_into(self, view):
+        calls.append(1)
+        if len(calls) > reads:
+            raise KeyboardInterrupt()
+        return original(self, view)
+    monkeypatch.setattr(sources.LocalFileReader, 'read_into', read_into)
+
+
+def cleanup(registry, name, check_mode=False, max_age=86400):
+    return StoreCleanup(registry.open(name), max_age).run(check_mode)
+
+
+def test_interrupted_import_staging_is_kept_for_a_rerun_then_expires(registry, declare, image_request, make_raw, monkeypatch):
+    path = declare('central')
+    src = make_raw('a.raw', [1, 2, 3, 4, 5, 6])
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        image_request(name='img', src=src, stores=['central']).present(check_mode=False)
+    monkeypatch.undo()
+    partial = [name for name in os.listdir(os.path.join(path, 'staging')) if name.endswith('.partial')]
+    assert len(partial) == 1 and os.listdir(os.path.join(path, 'staging', partial[0]))
+    # young staging data stays: a re-run would adopt it
+    changed, report = cleanup(registry, 'central')
+    assert changed is False and report['removed_staging'] == []
+    # once older than staging_max_age it goes; check mode first predicts without touching
+    changed, report = cleanup(registry, 'central', check_mode=True, max_age=0)
+    assert changed is True and report['removed_staging'] == ['staging/%s' % partial[0]]
+    assert os.path.isdir(os.path.join(path, 'staging', partial[0]))
+    changed, report = cleanup(registry, 'central', max_age=0)
+    assert changed is True and report['released_bytes'] > 0
+    assert os.listdir(os.path.join(path, 'staging')) == []
+    assert cleanup(registry, 'central', max_age=0)[0] is False
+
+
+def test_failed_records_and_unreferenced_slices_go_live_transfers_stay(registry, declare, image_request, make_raw):
+    path = declare('central')
+    keep = make_raw('keep.raw', [1, 2])
+    assert image_request(name='keep', src=keep, stores=['central']).present(check_mode=False)
+    store = registry.open('central').backend
+    # A record left 'importing' by a run that died, and one a live run holds right now
+    store.write_record('3f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11', {'id': '3f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11', 'status': 'importing'})
+    store.write_record('4f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11', {'id': '4f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11', 'status': 'importing'})
+    # Slices nobody references (a crash between removing an image and collecting its slices)
+    writer = store.slice_writer('5f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11')
+    writer.put('a' * 64, b'x' * 4096)
+    os.rename(os.path.join(writer.directory, 'a' * 64), os.path.join(writer.directory, 'b' * 64))
+    writer.staged = {'b' * 64: os.path.join(writer.directory, 'b' * 64)}
+    writer.commit()
+    before = set(stored_slices(path))
+    with store.image_lock('4f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11'):
+        changed, report = cleanup(registry, 'central')
+    assert changed is True
+    assert report['removed_images'] == ['3f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11']
+    assert report['skipped'] == ['image 4f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11: a run is importing it now']
+    assert report['removed_slices'] == 1 and report['released_bytes'] == 4096
+    assert set(stored_slices(path)) == before - set(['b' * 64])
+    assert store.read_record('3f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11') is None
+    assert store.read_record('4f1c5e0a-8f7b-4f64-9b7e-0c2a1d9e4b11')['status'] == 'importing'
+    # the image that was kept is whole: its two slices are there and a re-run has nothing to do
+    kept = [image_id for image_id, record in store.read_records().items() if record.get('name') == 'keep'][0]
+    assert all(store.has_slice(digest) for digest in store.read_slice_list(kept).digests())
+    assert image_request(name='keep', src=keep, stores=['central']).present(check_mode=False) is False
