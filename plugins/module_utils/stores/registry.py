@@ -18,11 +18,13 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs impo
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_store_name
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.rbd import RbdStore
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.s3 import S3Store
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.swift import SwiftStore
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import SshFileStore
 
 SYSTEM_REGISTRY = '/var/lib/vmimages-multistore/stores'
 USER_REGISTRY = '~/.local/share/vmimages-multistore/stores'
-BACKENDS = {'file': FileStore, 'rbd': RbdStore}
+BACKENDS = {'file': FileStore, 'rbd': RbdStore, 's3': S3Store, 'swift': SwiftStore}
 
 
 def default_registry():
