@@ -215,9 +215,9 @@ class Lab:
                            % (' '.join(cmd), res.returncode, res.stdout, tail_text(res.stderr, 20)))
         return res
 
-    def ceph(self, *args, check=True, timeout=60, fmt_json=False, input_text=None):
+    def ceph(self, *args, check=True, timeout=60, fmt_json=False, input_text=None, connect_timeout=15):
         cmd = ['ceph', '--conf', self.conf, '--name', 'client.admin', '--keyring', self.admin_keyring,
-               '--connect-timeout', '15'] + list(args)
+               '--connect-timeout', str(connect_timeout)] + list(args)
         if fmt_json:
             cmd += ['--format', 'json']
         res = self.run(cmd, check=check, timeout=timeout, input_text=input_text)
@@ -278,6 +278,10 @@ mon warn on osd down out interval zero = false
 mon max pg per osd = 1000
 paxos propose interval = 0.05
 mgr initial modules = iostat
+# PG states reach the mgr and HEALTH_OK reaches the mon within a second, not five
+mgr stats period = 1
+mon mgr digest period = 1
+osd mon report interval = 1
 mon osd down out interval = 0
 
 [mon]
@@ -380,7 +384,7 @@ rgw init timeout = 120
             out.close()
         write_file(self.pid_file(daemon), '%d\n' % proc.pid)
         # a daemon that dies at once (bad config, port taken) is reported here, not after a timeout
-        time.sleep(0.3)
+        time.sleep(0.1)
         if proc.poll() is not None:
             raise LabError('%s exited at once (exit %s):\n%s\n%s' % (
                 daemon, proc.returncode, tail_file(os.path.join(self.log_dir, '%s.out' % daemon)),
@@ -529,7 +533,7 @@ rgw init timeout = 120
 
     # -------------------------------------------------------------------------------- waiting
     def status_json(self):
-        res = self.ceph('status', check=False, timeout=30, fmt_json=True)
+        res = self.ceph('status', check=False, timeout=30, fmt_json=True, connect_timeout=5)
         return res if isinstance(res, dict) else None
 
     def osds_up(self, st=None):
@@ -562,7 +566,7 @@ rgw init timeout = 120
 
     def diagnostics(self):
         parts = []
-        res = self.ceph('-s', check=False, timeout=20)
+        res = self.ceph('-s', check=False, timeout=20, connect_timeout=5)
         parts.append('--- ceph -s (exit %d)\n%s%s' % (res.returncode, res.stdout, tail_text(res.stderr, 5)))
         for daemon in ('mon', 'mgr', 'osd', 'rgw'):
             parts.append('--- %s: %s; tail of %s\n%s' % (
