@@ -142,6 +142,7 @@ class ObjectSliceWriter(SliceWriter):
         self._pending = set()
         self._failure = None
         self._stopped = False
+        self._committed = False
 
     def put(self, digest, data, index=None):
         """Queue the slice; True when queued, False when this transfer already has it."""
@@ -203,13 +204,17 @@ class ObjectSliceWriter(SliceWriter):
     def commit(self):
         self._wait()
         self._raise_failure()
+        self._committed = True  # from now on slice lists may reference these slices: abort leaves them
 
     def abort(self, keep=False):
         """Stop uploading; delete what this writer uploaded, unless ``keep`` or another transfer is running.
 
         Another transfer may have found one of these slices with HEAD and be counting on it: then the
-        slices stay (store_cleanup removes them once nothing runs). Never raises: the store may be gone.
+        slices stay (store_cleanup removes them once nothing runs). After commit it does nothing. Never
+        raises: the store may be gone.
         """
+        if self._committed:
+            return
         self._stopped = True
         with self._lock:
             pending = list(self._pending)

@@ -104,9 +104,11 @@ class S3Store(ObjectStore):
         return code in MISSING or status == 404
 
     # ---- primitives
+    # The client comes first, outside try: without boto3 its StoreError must not meet an except clause naming botocore.
     def _get(self, key):
+        client = self.client()
         try:
-            response = self.client().get_object(Bucket=self.bucket, Key=key)
+            response = client.get_object(Bucket=self.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
             if self._missing(exc):
                 return None
@@ -118,8 +120,9 @@ class S3Store(ObjectStore):
         self.client().put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def _head(self, key):
+        client = self.client()
         try:
-            return self.client().head_object(Bucket=self.bucket, Key=key)['ContentLength']
+            return client.head_object(Bucket=self.bucket, Key=key)['ContentLength']
         except botocore.exceptions.ClientError as exc:
             if self._missing(exc):
                 return None

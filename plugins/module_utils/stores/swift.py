@@ -100,9 +100,11 @@ class SwiftStore(ObjectStore):
         return getattr(exc, 'http_status', None) if HAS_SWIFTCLIENT and isinstance(exc, swiftclient.exceptions.ClientException) else None
 
     # ---- primitives
+    # The connection comes first, outside try: without swiftclient its StoreError must not meet an except clause naming it.
     def _get(self, key):
+        connection = self.connection()
         try:
-            return self.connection().get_object(self.container, key)[1]
+            return connection.get_object(self.container, key)[1]
         except swiftclient.exceptions.ClientException as exc:
             if exc.http_status == 404:
                 return None
@@ -112,23 +114,26 @@ class SwiftStore(ObjectStore):
         self.connection().put_object(self.container, key, data, content_length=len(data))
 
     def _head(self, key):
+        connection = self.connection()
         try:
-            return int(self.connection().head_object(self.container, key)['content-length'])
+            return int(connection.head_object(self.container, key)['content-length'])
         except swiftclient.exceptions.ClientException as exc:
             if exc.http_status == 404:
                 return None
             raise
 
     def _delete(self, key):
+        connection = self.connection()
         try:
-            self.connection().delete_object(self.container, key)
+            connection.delete_object(self.container, key)
         except swiftclient.exceptions.ClientException as exc:
             if exc.http_status != 404:
                 raise
 
     def _list(self, prefix):
+        connection = self.connection()
         try:
-            listing = self.connection().get_container(self.container, prefix=prefix, full_listing=True)[1]
+            listing = connection.get_container(self.container, prefix=prefix, full_listing=True)[1]
         except swiftclient.exceptions.ClientException as exc:
             if exc.http_status == 404:
                 return
