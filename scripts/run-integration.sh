@@ -36,4 +36,47 @@ fi
 require_venv
 stage_collection
 
+# Targets whose aliases say `needs/ceph` get a real single-node Ceph (tests/ceph/cephlab.py): started here
+# (or reused from CEPH_LAB_DIR, e.g. `make ceph-up`), described to the targets in integration_config.yml
+# as the variable `ceph` (cluster.json plus the path of cephlab.py), and stopped at the end.
+wants_ceph() {
+    local dir name selected=()
+    for arg in "$@"; do case "$arg" in -*) ;; *) selected+=("$arg") ;; esac; done
+    for dir in "$ROOT"/tests/integration/targets/*/; do
+        name="$(basename "$dir")"
+        if [ "${#selected[@]}" -gt 0 ] && ! printf '%s\n' "${selected[@]}" | grep -qx "$name"; then continue; fi
+        if grep -qx 'needs/ceph' "$dir/aliases" 2>/dev/null; then return 0; fi
+    done
+    return 1
+}
+
+CEPH_STARTED=""
+ceph_stop() {
+    if [ -n "$CEPH_STARTED" ]; then
+        stage_log "stopping the test Ceph in $CEPH_STARTED"
+        python3 "$ROOT/tests/ceph/cephlab.py" stop --dir "$CEPH_STARTED" --purge || true
+    fi
+    stage_cleanup
+}
+
+if wants_ceph "$@"; then
+    trap ceph_stop EXIT
+    if [ -n "${CEPH_LAB_DIR:-}" ] && python3 "$ROOT/tests/ceph/cephlab.py" status --dir "$CEPH_LAB_DIR" >/dev/null 2>&1; then
+        ceph_dir="$CEPH_LAB_DIR"
+        stage_log "using the running Ceph in $ceph_dir"
+    else
+        python3 "$ROOT/tests/ceph/cephlab.py" install
+        ceph_dir="$(mktemp -d "${TMPDIR:-/tmp}/vmimages-ceph-it.XXXXXX")"
+        CEPH_STARTED="$ceph_dir"
+        python3 "$ROOT/tests/ceph/cephlab.py" start --dir "$ceph_dir" >/dev/null
+    fi
+    python3 - "$ceph_dir/cluster.json" "$STAGE_DIR/tests/ceph/cephlab.py" "$STAGE_DIR/tests/integration/integration_config.yml" <<'PY'
+import json, sys
+cluster = json.load(open(sys.argv[1]))
+cluster['cephlab'] = sys.argv[2]
+with open(sys.argv[3], 'w') as handle:
+    json.dump({'ceph': cluster}, handle)  # JSON is YAML
+PY
+fi
+
 stage_run_ansible_test integration -v "$@"

@@ -171,6 +171,17 @@ def check_host_port(value, default_port=None, what='host'):
     return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
 
 
+def check_mon_host(value):
+    """A monitor address: 'host', 'host:port', or Ceph's address vector '[v2:ip:port,v1:ip:port]'."""
+    text = str(value).strip()
+    match = re.match(r'^\[(v[12]:[^,\]]+(?:,v[12]:[^,\]]+)*)\]$', text)
+    if match:
+        for address in match.group(1).split(','):
+            check_host_port(address[3:], what='mon_hosts entry')
+        return text
+    return check_host_port(text, what='mon_hosts entry')
+
+
 def check_endpoint(url, what='endpoint'):
     """An http(s) URL of an object storage service: scheme, host, optional port and path; no credentials."""
     match = re.match(r'^(https?)://([^/?#]+)(/[^?#]*)?$', str(url or ''))

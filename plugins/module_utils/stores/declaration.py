@@ -12,7 +12,7 @@ import uuid
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
-    check_bucket_name, check_ceph_user, check_cidr, check_endpoint, check_host_port, check_key_prefix, check_pool_name, check_port,
+    check_bucket_name, check_ceph_user, check_cidr, check_endpoint, check_key_prefix, check_mon_host, check_pool_name, check_port,
     check_store_name, check_store_path, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import BACKENDS, OpenStore
@@ -152,7 +152,7 @@ class StoreDeclaration:
                         raise InvalidArgument('%s %s does not exist on this host (the store_host role writes it)' % (key, params[key]))
                     config[key] = params[key]
             if params.get('mon_hosts'):
-                config['mon_hosts'] = [check_host_port(host, what='mon_hosts entry') for host in params['mon_hosts']]
+                config['mon_hosts'] = [check_mon_host(host) for host in params['mon_hosts']]
             if not config.get('ceph_conf') and not config.get('mon_hosts'):
                 if not os.path.isfile('/etc/ceph/ceph.conf'):
                     raise InvalidArgument('give ceph_conf or mon_hosts: there is no /etc/ceph/ceph.conf on this host')

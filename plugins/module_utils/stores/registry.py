@@ -73,7 +73,9 @@ class OpenStore:
 
     def ensure_readable(self):
         if self.unreachable:
-            raise StoreError("store '%s' is disconnected: %s" % (self.name, self.unreachable))
+            reason = self.unreachable
+            prefix = "store '%s': " % self.name
+            raise StoreError("store '%s' is disconnected: %s" % (self.name, reason[len(prefix):] if reason.startswith(prefix) else reason))
         if self.identity is None:
             raise StoreError("store '%s' is disconnected: no store identity in %s (%s)"
                              % (self.name, self.backend.where(), 'is the filesystem mounted?' if self.declaration['type'] == 'file'
