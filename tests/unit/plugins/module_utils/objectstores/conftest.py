@@ -18,7 +18,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.ceph.pytest_ceph import *  # noqa: E402,F401,F403  ceph_cluster, rgw_down, rgw_stopped, the `ceph` marker
+# the session's Ceph (ceph_lab behind ceph_cluster) and the `ceph` marker (pytest_configure)
+from tests.ceph.pytest_ceph import ceph_cluster, ceph_lab, pytest_configure  # noqa: E402,F401  pylint: disable=unused-import
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import registry as registry_module  # noqa: E402
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration  # noqa: E402

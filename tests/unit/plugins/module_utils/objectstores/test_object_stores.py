@@ -27,6 +27,7 @@ from tests.ceph.pytest_ceph import rgw_stopped
 
 pytestmark = pytest.mark.ceph
 
+
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
