@@ -51,6 +51,7 @@ wants_ceph() {
 }
 
 CEPH_STARTED=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 ceph_stop() {
     if [ -n "$CEPH_STARTED" ]; then
         stage_log "stopping the test Ceph in $CEPH_STARTED"

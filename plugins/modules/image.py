@@ -120,7 +120,7 @@ options:
     description:
       - With C(state=cloned), the name or id of the image to clone. The new image (I(name), a new id unless I(id) is
         given) gets the same data without copying it. In file and object stores it is a new record over the same
-        slices; in an rbd store a copy-on-write clone of the protected snapshot (O(1)).
+        slices; in an rbd store a copy-on-write clone of the protected snapshot (no data is copied, whatever the size).
       - The clone is made in I(stores), which must all hold C(clone_from), or in every store that holds it.
       - Once it exists, the clone is an image like any other. An rbd image that still has clones cannot be deleted.
     type: str

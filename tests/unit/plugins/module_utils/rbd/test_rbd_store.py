@@ -92,7 +92,7 @@ def test_wrong_key_is_a_clear_error_without_the_key(registry, ceph_cluster, tmp_
 
 
 def test_qcow2_import_is_converted_to_raw_in_glance_layout(registry, declare, declare_rbd, image_request, make_raw, admin_rbd,
-                                                          ceph_cluster, tmp_path):
+                                                           ceph_cluster, tmp_path):
     declare_rbd('ceph')
     declare('local')
     raw = make_raw('disk.raw', [1, None, 2, 3, None], tail=bytes(3 * MIB))

@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Import into an rbd store against `rbd import` of the same file, in the same run, on a real Ceph.
+
+Contenders:
+  rbd import        `rbd import SRC pool/name` (the rbd CLI, client.admin), nothing else
+  engine raw        the image module's import (ImageRequest.present) of the raw file into an rbd store:
+                    md5 + sha512 of the image, sha256 per 4 MiB, format inspection, librbd aio writes,
+                    snapshot, protection, record
+  qemu-img + rbd    `qemu-img convert -f qcow2 -O raw SRC.qcow2 TMP` then `rbd import TMP` (what an operator
+                    does by hand for a qcow2 source)
+  engine qcow2      the import of the qcow2 file into the rbd store (the source is hashed and vetted, converted
+                    to a temporary raw file with qemu-img, then imported as above)
+
+The raw source is made of distinct incompressible 4 MiB blocks; the qcow2 is made from it. Each run
+imports into the cluster's `images` pool and the image is removed afterwards.
+
+Ceph: --ceph-dir DIR (or CEPH_LAB_DIR) names a running tests/ceph/cephlab.py cluster; without it a
+cluster is started in the scratch directory and stopped at the end (root; Debian's Ceph packages).
+Run with the venv's python: .venv/bin/python bench/rbd_import.py [--quick] [--size-mib N] [--repeat N]
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import benchlib
+from benchlib import MIB, Timed, gbps
+
+CEPHLAB = os.path.join(benchlib.REPO, 'tests', 'ceph', 'cephlab.py')
+
+
+def cephlab(*args):
+    proc = subprocess.run([sys.executable, CEPHLAB] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    if proc.returncode:
+        raise benchlib.BenchError('cephlab.py %s failed:\n%s' % (' '.join(args), proc.stderr[-2000:]))
+    return proc.stdout
+
+
+def rbd_cli(cluster, *args):
+    command = ['rbd', '--conf', cluster['conf'], '--id', 'admin', '--keyring', cluster['admin_keyring']] + list(args)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def main():
+    parser = benchlib.parser(__doc__.split('\n\n')[0])
+    parser.add_argument('--size-mib', type=int, default=2048, help='size of the image')
+    parser.add_argument('--repeat', type=int, default=2, help='timed rounds per contender (the best is kept)')
+    parser.add_argument('--ceph-dir', default=os.environ.get('CEPH_LAB_DIR'), help='a running cephlab cluster')
+    args = parser.parse_args()
+    size = (64 if args.quick else args.size_mib) * MIB
+    eng = benchlib.engine()
+    with benchlib.Scratch('rbd', args.workdir, args.keep) as scratch:
+        owned = not args.ceph_dir
+        ceph_dir = args.ceph_dir or scratch.join('ceph')
+        if owned:
+            print('starting a single-node Ceph in %s' % ceph_dir)
+            cephlab('install')
+            cephlab('start', '--dir', ceph_dir)
+        try:
+            with open(os.path.join(ceph_dir, 'cluster.json')) as handle:
+                cluster = json.load(handle)
+            return run(args, eng, scratch, cluster, size)
+        finally:
+            if owned:
+                cephlab('stop', '--dir', ceph_dir, '--purge')
+
+
+def run(args, eng, scratch, cluster, size):
+    benchlib.check_space(scratch.path, size * 3)
+    src = scratch.join('disk.raw')
+    benchlib.write_random_file(src, size)
+    qcow2 = scratch.join('disk.qcow2')
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', src, qcow2], check=True)
+    registry = eng.Registry(scratch.join('registry'))
+    eng.StoreDeclaration(registry, {'name': 'ceph', 'type': 'rbd', 'pool': cluster['rbd_pool'], 'ceph_conf': cluster['conf'],
+                                    'keyring': cluster['rbd_keyring'], 'user': cluster['rbd_user'], 'enabled': True}).present(False)
+    caches = benchlib.Caches(args.cold)
+    pool = cluster['rbd_pool']
+    best = {}
+
+    def keep(name, timed):
+        if name not in best or timed.wall < best[name].wall:
+            best[name] = timed
+
+    for round_number in range(args.repeat):
+        name = 'bench-%s' % uuid.uuid4().hex[:8]
+        caches.before_run(src)
+        with Timed() as timed:
+            rbd_cli(cluster, 'import', '--no-progress', src, '%s/%s' % (pool, name))
+        rbd_cli(cluster, 'rm', '--no-progress', '%s/%s' % (pool, name))
+        keep('rbd import', timed)
+
+        caches.before_run(src)
+        image = 'bench-%s' % uuid.uuid4().hex[:8]
+        with Timed() as timed:
+            request = eng.ImageRequest(eng.Catalog(registry), benchlib.image_params(name=image, src=src, stores=['ceph']))
+            request.present(False)
+        eng.ImageRequest(eng.Catalog(registry), benchlib.image_params(name=image, state='absent')).absent(False)
+        keep('engine raw', timed)
+
+        caches.before_run(qcow2)
+        temporary = scratch.join('converted.raw')
+        with Timed() as timed:
+            subprocess.run(['qemu-img', 'convert', '-q', '-f', 'qcow2', '-O', 'raw', qcow2, temporary], check=True)
+            rbd_cli(cluster, 'import', '--no-progress', temporary, '%s/%s' % (pool, name))
+        rbd_cli(cluster, 'rm', '--no-progress', '%s/%s' % (pool, name))
+        os.unlink(temporary)
+        keep('qemu-img + rbd import', timed)
+
+        caches.before_run(qcow2)
+        image = 'bench-%s' % uuid.uuid4().hex[:8]
+        with Timed() as timed:
+            request = eng.ImageRequest(eng.Catalog(registry), benchlib.image_params(name=image, src=qcow2, stores=['ceph']),
+                                       work_dir=scratch.path)
+            request.present(False)
+        eng.ImageRequest(eng.Catalog(registry), benchlib.image_params(name=image, state='absent')).absent(False)
+        keep('engine qcow2', timed)
+        print('round %d done' % (round_number + 1))
+
+    print('\n%d MiB image, %s; best of %d rounds' % (size // MIB, caches.describe(), args.repeat))
+    print('%-24s %8s %8s %6s %10s' % ('contender', 'wall s', 'cpu s', 'cores', 'GB/s'))
+    for name in ('rbd import', 'engine raw', 'qemu-img + rbd import', 'engine qcow2'):
+        timed = best[name]
+        print('%-24s %8.2f %8.2f %6.2f %10.2f' % (name, timed.wall, timed.cpu, timed.cores, gbps(size, timed.wall)))
+    raw_ratio = best['engine raw'].wall / best['rbd import'].wall
+    qcow2_ratio = best['engine qcow2'].wall / best['qemu-img + rbd import'].wall
+    print('\nratio engine raw / rbd import: %.2fx (time; below 1 is faster)' % raw_ratio)
+    print('ratio engine qcow2 / (qemu-img convert + rbd import): %.2fx' % qcow2_ratio)
+    if args.json:
+        with open(args.json, 'w') as handle:
+            json.dump({'size': size, 'results': dict((name, timed.as_dict()) for name, timed in best.items()),
+                       'ratio_raw': raw_ratio, 'ratio_qcow2': qcow2_ratio}, handle, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    benchlib.run_main(main)
