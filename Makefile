@@ -23,7 +23,7 @@ SANITY_ARGS ?=
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
-	@echo "make test         setup, then unit, integration, sanity, lint; summary (what CI runs)"
+	@echo "make test         setup, then unit, integration, lab, ceph, sanity, lint; summary (what CI runs)"
 	@echo "make unit         pytest tests/unit              [PYTEST_ARGS=...]"
 	@echo "make integration  ansible-test integration       [TARGETS='name ...']"
 	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"

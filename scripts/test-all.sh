@@ -2,8 +2,10 @@
 # `make test`: everything CI checks, in order, with a summary.
 #
 #   setup        scripts/setup.sh (idempotent; a failure here stops everything)
-#   unit         pytest tests/unit
-#   integration  ansible-test integration (scripts/run-integration.sh)
+#   unit         pytest tests/unit (the rbd/s3/swift tests start a real single-node Ceph for the session)
+#   integration  ansible-test integration (scripts/run-integration.sh; starts a Ceph for needs/ceph targets)
+#   lab          pytest tests/lab + molecule (nspawn hosts)
+#   ceph         pytest tests/ceph: the Ceph lab itself and the store_host role's Ceph client set-up
 #   sanity       ansible-test sanity (scripts/run-sanity.sh)
 #   lint         ansible-lint + antsibull-changelog lint
 #
@@ -16,7 +18,7 @@ cd "$ROOT" || exit 1
 
 MAKE="${MAKE:-make}"
 LOGDIR="$ROOT/tests/output/logs"
-SUITES=(unit integration lab sanity lint)
+SUITES=(unit integration lab ceph sanity lint)
 
 declare -A status seconds
 banner() { printf '\n==================== %s ====================\n' "$*"; }
