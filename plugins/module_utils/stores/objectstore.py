@@ -209,9 +209,10 @@ class ObjectSliceWriter(SliceWriter):
     def abort(self, keep=False):
         """Stop uploading; delete what this writer uploaded, unless ``keep`` or another transfer is running.
 
-        Another transfer may have found one of these slices with HEAD and be counting on it: then the
-        slices stay (store_cleanup removes them once nothing runs). After commit it does nothing. Never
-        raises: the store may be gone.
+        Another transfer may have found one of these slices with HEAD and be counting on it: so the
+        deletion takes the slice guard exclusively beside this transfer's shared hold (no new transfer
+        starts meanwhile) and, when some other transfer holds it, leaves the slices to store_cleanup.
+        After commit it does nothing. Never raises: the store may be gone.
         """
         if self._committed:
             return
@@ -223,15 +224,21 @@ class ObjectSliceWriter(SliceWriter):
         self._wait()
         with self._lock:
             doomed = sorted(self.uploaded)
-        if keep or not doomed or self.store.other_transfers_running():
+        if keep or not doomed:
             return
-        keys = [self.store.slice_key(digest) for digest in doomed]
+        guard = self.store.slice_guard(exclusive=True, wait=0, beside_own=True)
         try:
-            self.store.parallel(self.store.delete_object, keys)
+            guard.acquire()
         except MultistoreError:
-            return  # unreferenced slices: store_cleanup removes them
-        with self._lock:
-            self.uploaded = {}
+            return  # another transfer runs, or the store is gone: store_cleanup removes the slices later
+        try:
+            self.store.parallel(self.store.delete_object, [self.store.slice_key(digest) for digest in doomed])
+            with self._lock:
+                self.uploaded = {}
+        except MultistoreError:
+            pass
+        finally:
+            guard.release()
 
 
 class Lease:
@@ -262,8 +269,11 @@ class Lease:
       the slice guard: GUARD_TTL, refreshed by a heartbeat thread while its process lives).
     """
 
-    def __init__(self, store, directory, name, what, conflicts, ttl=DEFAULT_TTL, wait=DEFAULT_WAIT, heartbeat=False):
+    def __init__(self, store, directory, name, what, conflicts, ttl=DEFAULT_TTL, wait=DEFAULT_WAIT, heartbeat=False, beside_own=False):
         self.store = store
+        # True: this process's other leases on the store are no rivals (a transfer that holds the guard
+        # shared takes it exclusively too, to delete the slices it uploaded).
+        self.beside_own = beside_own
         self.directory = directory
         self.token = uuid.uuid4().hex
         self.key = directory + name.replace('{token}', self.token)
@@ -287,7 +297,7 @@ class Lease:
         """The live leases this one conflicts with: [(key, owner)]; with ``clean``, delete stale ones."""
         rivals = []
         for key, _size in self.store.listing(self.directory):
-            if key == self.key or not self.conflicts(key[len(self.directory):]):
+            if key == self.key or (self.beside_own and key in self.store.own_leases) or not self.conflicts(key[len(self.directory):]):
                 continue
             owner = self.store.read_lease(key)
             if owner is None:
@@ -539,19 +549,6 @@ class ObjectStore(Store):
             owner = None
         return owner if isinstance(owner, dict) else {'expires_at': 0}
 
-    def other_transfers_running(self):
-        """True when a transfer other than this process's holds the slice guard (or when unsure)."""
-        try:
-            for key, _size in self.listing(GUARD_DIR):
-                if key in self.own_leases or not key[len(GUARD_DIR):].startswith('shared-'):
-                    continue
-                owner = self.read_lease(key)
-                if owner is not None and not _stale(owner):
-                    return True
-        except MultistoreError:
-            return True
-        return False
-
     # ---- identity and health
     def read_identity(self):
         """The identity; None when the bucket or the identity object does not exist; StoreError when unreachable."""
@@ -707,10 +704,10 @@ class ObjectStore(Store):
         return Lease(self, 'locks/%s/' % image_id, '{token}', "image %s in store '%s'" % (image_id, self.name),
                      conflicts=lambda name: True)
 
-    def slice_guard(self, exclusive):
+    def slice_guard(self, exclusive, wait=DEFAULT_WAIT, beside_own=False):
         what = "the slices of store '%s'" % self.name
         if exclusive:
-            return Lease(self, GUARD_DIR, 'exclusive-{token}', what,
-                         conflicts=lambda name: name.startswith(('shared-', 'exclusive-')), ttl=GUARD_TTL, heartbeat=True)
-        return Lease(self, GUARD_DIR, 'shared-{token}', what,
-                     conflicts=lambda name: name.startswith('exclusive-'), ttl=GUARD_TTL, heartbeat=True)
+            return Lease(self, GUARD_DIR, 'exclusive-{token}', what, conflicts=lambda name: name.startswith(('shared-', 'exclusive-')),
+                         ttl=GUARD_TTL, wait=wait, heartbeat=True, beside_own=beside_own)
+        return Lease(self, GUARD_DIR, 'shared-{token}', what, conflicts=lambda name: name.startswith('exclusive-'),
+                     ttl=GUARD_TTL, wait=wait, heartbeat=True, beside_own=beside_own)

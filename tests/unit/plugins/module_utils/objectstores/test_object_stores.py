@@ -202,11 +202,12 @@ def test_abort_deletes_what_it_uploaded_unless_another_transfer_runs(kind, make_
     backend = make_backend(kind)
     backend.write_identity({'id': 'x'})
     bucket = bucket_of_backend(backend)
-    writer = backend.slice_writer('img')
-    put_slices(writer, [1, 2, 3])
-    wait_uploaded(writer, 3)
-    writer.abort()
-    assert slice_keys(bucket_keys(bucket)) == []
+    with backend.slice_guard(exclusive=False):  # the transfer's own shared hold does not stop its cleanup
+        writer = backend.slice_writer('img')
+        put_slices(writer, [1, 2, 3])
+        wait_uploaded(writer, 3)
+        writer.abort()
+    assert slice_keys(bucket_keys(bucket)) == [] and bucket_keys(bucket, 'locks/') == {}
     # another run's transfer holds the slice guard (shared): it may have found these slices with HEAD
     other = make_backend(kind, 'other', bucket=bucket)
     with other.slice_guard(exclusive=False):
