@@ -9,8 +9,9 @@ Upload: (a) boto3 upload_file with a TransferConfig of 8 threads (8 MiB parts), 
 minimal slice upload: read, sha256 per 4 MiB, the store's slice writer (HEAD + PUT on 8 threads), no
 other hashing; (c) the engine's import into an s3 store (md5 + sha512 of the image, sha256 per slice,
 format inspection, the slice writer, then the slice list and the record). Download: (a) boto3
-download_file with 8 threads; (b) the engine's export (slices read ahead in parallel, sha256 of each
-and sha512 of the whole checked, written sparse and fsynced). Then the second-import dedup: a version
+download_file with 8 threads; (b) the store's read_slices (read ahead on 8 threads) written to a file
+and fsynced, no hashing; (c) the engine's export (the same reads, sha256 of each slice and sha512 of
+the whole checked, written sparse and fsynced). Then the second-import dedup: a version
 of the image with 5% of its blocks rewritten, imported as a new image into the same store. Every
 import goes to a fresh bucket; buckets are removed at the end.
 
@@ -191,6 +192,21 @@ def run_boto3_download(client, bucket, dest):
     return timing
 
 
+def run_slice_download(eng, registry, store, dest):
+    catalog = eng.Catalog(registry)
+    backend = catalog.store(store).backend
+    slice_list = backend.read_slice_list(catalog.find(name='bench-image').id)
+    with Timed() as timing:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for _digest, data in backend.read_slices(slice_list.slices):
+                benchlib.write_all(fd, [data])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return timing
+
+
 def run_engine_export(eng, registry, store, dest):
     from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
     with Timed() as timing:
@@ -215,7 +231,7 @@ def main():
     eng = benchlib.engine()
     spy = WriterSpy()
     up = {'boto3': [], 'writer': [], 'engine': []}
-    down = {'boto3': [], 'engine': []}
+    down = {'boto3': [], 'slices': [], 'engine': []}
     checks = []
 
     with benchlib.Scratch('s3', args.workdir, args.keep) as scratch:
@@ -248,11 +264,13 @@ def main():
                         last_import = extra
                     up[name].append(timing)
                     print('  round %d: upload %-7s %7.2f s  %5.2f GB/s' % (round_number + 1, name, timing.wall, gbps(size, timing.wall)))
-                for name in (['boto3', 'engine'] if round_number % 2 == 0 else ['engine', 'boto3']):
+                for name in (['boto3', 'slices', 'engine'] if round_number % 2 == 0 else ['engine', 'slices', 'boto3']):
                     dest = scratch.join('download-%s.raw' % name)
                     benchlib.remove(dest)
                     if name == 'boto3':
                         timing = run_boto3_download(client, upload_bucket, dest)
+                    elif name == 'slices':
+                        timing = run_slice_download(eng, last_import['registry'], last_import['store'], dest)
                     else:
                         timing = run_engine_export(eng, last_import['registry'], last_import['store'], dest)
                     checks.append(('%s download: sha512 matches' % name, file_sha512(dest) == expected))
@@ -285,12 +303,17 @@ def main():
     best_down = dict((name, min(runs, key=lambda t: t.wall)) for name, runs in down.items())
     notes = {'boto3': 'upload_file / download_file, TransferConfig 8 threads, 8 MiB parts',
              'writer': 'read + sha256 per slice + slice writer (HEAD+PUT, 8 threads)',
+             'slices': 'read_slices (8 threads, read-ahead) + write + fsync, no hashing',
              'engine': 'import: md5+sha512+sha256, inspection, writer, slice list, record / export: read-ahead, verify, fsync'}
+    notes_down = {'boto3': 'download_file, TransferConfig 8 threads, 8 MiB parts, fsync', 'slices': notes['slices'],
+                  'engine': 'export: read-ahead, sha256 of each slice + sha512, sparse write, fsync'}
+    notes['boto3'] = 'upload_file, TransferConfig 8 threads, 8 MiB parts'
+    notes['engine'] = 'import: md5+sha512+sha256, inspection, writer, slice list, record'
     rows = []
-    for direction, best in (('upload', best_up), ('download', best_down)):
-        for name, timing in sorted(best.items()):
+    for direction, best, order in (('upload', best_up, ('boto3', 'writer', 'engine')), ('download', best_down, ('boto3', 'slices', 'engine'))):
+        for name, timing in [(name, best[name]) for name in order]:
             rows.append(['%s %s' % (direction, name), '%.2f' % timing.wall, '%.3f' % gbps(size, timing.wall), '%.2f' % timing.cores,
-                         notes[name]])
+                         (notes if direction == 'upload' else notes_down)[name]])
     rows.append(['second import (%.0f%% new)' % args.change_percent, '%.2f' % second.wall, '%.3f' % gbps(size, second.wall),
                  '%.2f' % second.cores, '%d MiB sent of %d MiB' % (dedup_bytes // MIB, size // MIB)])
     print()
@@ -303,12 +326,13 @@ def main():
     print('after: %s' % benchlib.load_note())
     ratios = {'engine_import_over_boto3_upload': best_up['boto3'].wall / best_up['engine'].wall,
               'writer_over_boto3_upload': best_up['boto3'].wall / best_up['writer'].wall,
+              'slices_over_boto3_download': best_down['boto3'].wall / best_down['slices'].wall,
               'engine_export_over_boto3_download': best_down['boto3'].wall / best_down['engine'].wall,
               'second_import_bytes_over_image': dedup_bytes / float(size)}
     print('ratios: engine import/boto3 upload throughput %.2f; slice writer/boto3 upload %.2f; engine export/boto3 download %.2f; '
-          'second import sent %.3f of the image (%d of %d MiB)'
-          % (ratios['engine_import_over_boto3_upload'], ratios['writer_over_boto3_upload'],
-             ratios['engine_export_over_boto3_download'], ratios['second_import_bytes_over_image'], dedup_bytes // MIB, size // MIB))
+          'read_slices/boto3 download %.2f; second import sent %.3f of the image (%d of %d MiB)'
+          % (ratios['engine_import_over_boto3_upload'], ratios['writer_over_boto3_upload'], ratios['engine_export_over_boto3_download'],
+             ratios['slices_over_boto3_download'], ratios['second_import_bytes_over_image'], dedup_bytes // MIB, size // MIB))
     benchlib.write_json(args.json, {
         'benchmark': 's3_upload', 'size_bytes': size, 'cache': caches.describe(), 'repeat': args.repeat,
         'upload': dict((name, [round(t.wall, 4) for t in runs]) for name, runs in up.items()),
