@@ -50,6 +50,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_l
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
 
 IDENTITY_OBJECT = 'multistore.json'
+PROBE_PREFIX = 'locks/probe-'
 GUARD_DIR = 'locks/slices/'
 # Parallel requests per store; the client's connection pool is sized to match.
 WORKERS = 8
@@ -570,7 +571,7 @@ class ObjectStore(Store):
 
     def writable_problem(self):
         """None, or why no object can be written (a probe object is written and deleted)."""
-        probe = 'locks/probe-%s' % uuid.uuid4().hex
+        probe = '%s%d-%s' % (PROBE_PREFIX, time.time(), uuid.uuid4().hex[:8])  # named by time: store_cleanup finds old ones
         try:
             self.put_object(probe, b'', 'write a probe object')
             self.delete_object(probe, 'delete a probe object')
@@ -657,6 +658,44 @@ class ObjectStore(Store):
             self.delete_object(key)
             return size
         return sum(self.parallel(remove, doomed))
+
+    # ---- garbage collection (store_cleanup)
+    def stored_slices(self):
+        return set(key.rsplit('/', 1)[1] for key, _size in self.listing('slices/') if len(key.rsplit('/', 1)[1]) == 64)
+
+    def clean_staging(self, max_age, check_mode):
+        """Leftovers of runs that are gone: a slice list whose record is gone (a deletion cut short, the image
+        not locked), leases that expired or whose process is gone, probe objects older than ``max_age``.
+
+        There is no staging area: the slices of an interrupted upload are in place, unreferenced, and the
+        slice step of store_cleanup removes them (a re-run after that sends them again).
+        """
+        removed = []
+        images = {}
+        for key, size in self.listing('images/'):
+            images.setdefault(key.split('/')[1], []).append((key, size))
+        for image_id, objects in sorted(images.items()):
+            if any(key.endswith('/record.json') for key, _size in objects) or self.image_lock(image_id).busy():
+                continue
+            for key, _size in objects:
+                if not check_mode:
+                    self.delete_object(key)
+            removed.append(('images/%s (no record)' % image_id, sum(size for _key, size in objects)))
+        now = time.time()
+        for key, size in self.listing('locks/'):
+            if key.startswith(PROBE_PREFIX):
+                try:
+                    stale = now - int(key[len(PROBE_PREFIX):].split('-')[0]) > max_age
+                except ValueError:
+                    stale = True
+            else:
+                owner = self.read_lease(key)
+                stale = owner is not None and _stale(owner)
+            if stale:
+                if not check_mode:
+                    self.delete_object(key)
+                removed.append((key, size))
+        return removed
 
     # ---- images
     def image_ids(self):

@@ -60,11 +60,11 @@ def put_slices(writer, seeds):
 
 
 def wait_uploaded(writer, count):
-    """Let the writer's threads finish ``count`` uploads (abort stops the uploads still queued)."""
+    """Let the writer's threads finish at least ``count`` uploads (abort stops the uploads still queued)."""
     deadline = time.time() + 30
     while len(writer.staged_digests()) < count and time.time() < deadline:
         time.sleep(0.01)
-    assert len(writer.staged_digests()) == count
+    assert len(writer.staged_digests()) >= count
 
 
 # ---- identity, layout, engine
@@ -193,6 +193,47 @@ def test_prefixes_keep_two_stores_apart_in_one_bucket(kind, make_backend, new_bu
     assert two.read_identity() == {'name': 'two'}
     assert sorted(bucket_keys(bucket)) == ['one/images/abc/record.json', 'one/multistore.json', 'two/multistore.json']
     assert one.location('abc').endswith('/%s/one/images/abc' % bucket)
+
+
+def test_store_cleanup_removes_what_interrupted_and_cut_short_runs_left(
+        kind, registry, declare_object, image_request, make_raw, writers, monkeypatch, bucket_keys, s3_admin, tmp_path):
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
+    backend = declare_object('objects', kind)
+    bucket = bucket_of_backend(backend)
+    src = make_raw('a.raw', [1, 2])
+    image_request(name='a', src=src, stores=['objects']).present(False)
+    image_request(name='b', src=make_raw('b.raw', [2, 3]), stores=['objects']).present(False)
+    kept = dict(bucket_keys(bucket))
+
+    def interrupting_refresher(locks):
+        def refresh(index):
+            if index == 3:
+                wait_uploaded(writers[-1], 2)
+                raise KeyboardInterrupt()
+        return refresh
+    monkeypatch.setattr(ImageRequest, '_refresher', staticmethod(interrupting_refresher))
+    with pytest.raises(KeyboardInterrupt):
+        image_request(name='c', src=make_raw('c.raw', [7, 8, 9, 10, 11]), stores=['objects']).present(False)
+    orphans = set(writers[-1].staged_digests())
+    assert orphans and set(slice_keys(bucket_keys(bucket))) == set(slice_keys(kept)) | orphans  # kept for a re-run
+    # what a deletion cut short between its two deletes leaves, a lease of a run gone elsewhere, an old probe
+    b_id = [key.split('/')[1] for key in kept if key.endswith('record.json')]
+    b_id = [image_id for image_id in b_id if backend.read_record(image_id)['name'] == 'b'][0]
+    s3_admin.delete_object(Bucket=bucket, Key='images/%s/record.json' % b_id)
+    backend.write_json('locks/%s/gone' % b_id, {'token': 'gone', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() - 1})
+    backend.put_object('locks/probe-1000-abcd', b'')
+    before = dict(bucket_keys(bucket))
+    changed, report = StoreCleanup(registry.open('objects'), 0).run(check_mode=True)
+    assert changed and bucket_keys(bucket) == before
+    changed, report = StoreCleanup(registry.open('objects'), 0).run(check_mode=False)
+    assert sorted(report['removed_staging']) == sorted(
+        ['images/%s (no record)' % b_id, 'locks/%s/gone' % b_id, 'locks/probe-1000-abcd'])
+    assert report['removed_slices'] == len(orphans) + 1  # slice 3 belonged to b only
+    left = bucket_keys(bucket)
+    assert slice_keys(left) == sorted(sha256(slice_bytes(seed)) for seed in (1, 2))
+    assert not [key for key in left if key.startswith('locks/')]
+    assert export(registry, 'a', 'objects', str(tmp_path / 'a.out')) == sha512_of(src)
+    assert StoreCleanup(registry.open('objects'), 0).run(check_mode=False)[0] is False
 
 
 # ---- writers
