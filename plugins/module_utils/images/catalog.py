@@ -307,30 +307,46 @@ class ImageRequest:
             raise StoreError('; '.join(sink.error for sink in failed) +
                              ' (allow_failure is false: no store was changed; set allow_failure: true to keep the stores that succeeded)')
         committed = []
-        try:
-            for sink in sorted([s for s in sinks if not s.error], key=lambda s: (s.store.site_role != 'central', s.store.name)):
-                if sink.store.site_role == 'edge' and not self._central_holds(image_id):
-                    sink.error = ("store '%s' is at the edge and no central store holds the image (the central import failed); "
-                                  "it will be copied once a central store has it" % sink.store.name)
-                    failed.append(sink)
-                    continue
+        for sink in sorted([s for s in sinks if not s.error], key=lambda s: (s.store.site_role != 'central', s.store.name)):
+            if sink.store.site_role == 'edge' and not self._central_holds(image_id):
+                sink.error = ("store '%s' is at the edge and no central store holds the image (the central import failed); "
+                              "it will be copied once a central store has it" % sink.store.name)
+                failed.append(sink)
+                continue
+            try:
                 sink.writer.commit()
                 sink.store.backend.write_slice_list(image_id, slice_list)
                 sink.store.backend.write_record(image_id, dict(record, status='active', updated_at=utc_now()))
-                committed.append(sink)
-        except (IOError, OSError) as exc:
-            if not self.allow_failure or not committed:
-                for sink in committed:
-                    self._remove_copy(sink.store, image_id, slice_list.digests())
-                raise StoreError("store '%s': commit failed (%s); no store was changed" % (sink.store.name, exc))
-            sink.error = "store '%s': commit failed (%s)" % (sink.store.name, exc)
-            failed.append(sink)
+            except (IOError, OSError, MultistoreError) as exc:
+                reason = getattr(exc, 'strerror', None) or exc
+                # An interrupted commit (the store went away) keeps what it staged, so that a re-run resumes.
+                sink.interrupted = isinstance(exc, TransferInterrupted)
+                if not self.allow_failure:
+                    kept = []
+                    for done in committed:
+                        try:
+                            # Invisible at once; its slices are collected once this transfer's guards are released.
+                            done.store.backend.remove_image(image_id)
+                            self._pending_gc.append((done.store, slice_list.digests()))
+                        except (IOError, OSError, MultistoreError):
+                            kept.append(done.store.name)  # unreachable now: its copy is complete and verified
+                    error = TransferInterrupted if sink.interrupted else StoreError
+                    raise error("store '%s': commit failed (%s); %s" % (
+                        sink.store.name, reason, 'no store was changed' if not kept else
+                        'the copies in %s could not be rolled back and stay active' % ', '.join(kept)))
+                sink.error = "store '%s': commit failed (%s)" % (sink.store.name, reason)
+                failed.append(sink)
+                continue
+            committed.append(sink)
         if not committed:
             raise StoreError('no store took the image, nothing was changed: %s' % '; '.join(sink.error for sink in failed))
         for sink in failed:
-            sink.writer.abort()
-            sink.store.backend.write_record(image_id, dict(record, status='killed', failure=sink.error, updated_at=utc_now()))
             self.failed_import.append({'store': sink.store.name, 'error': sink.error})
+            try:
+                sink.writer.abort(keep=sink.interrupted)
+                sink.store.backend.write_record(image_id, dict(record, status='killed', failure=sink.error, updated_at=utc_now()))
+            except (IOError, OSError, MultistoreError):
+                pass  # the store is down: its 'importing' placeholder reads as a failed import until a run completes it
 
     def _central_holds(self, image_id):
         centrals = [store for store in self.catalog.stores.values() if store.site_role == 'central' and store.identity is not None]
@@ -341,10 +357,29 @@ class ImageRequest:
     def _transfer(self, image_id, targets, placeholder, move_data):
         """Run ``move_data(sinks, refresh)`` into every target; undo everything on failure."""
         sinks = []
+        self._pending_gc = []
+        try:
+            self._transfer_locked(image_id, targets, placeholder, move_data, sinks)
+        finally:
+            # Slices of copies rolled back: collected now that this run holds no shared slice guard.
+            for store, digests in self._pending_gc:
+                try:
+                    self._collect(store, digests)
+                except (IOError, OSError, MultistoreError):
+                    pass  # left for store_cleanup
+
+    _pending_gc = ()
+
+    @staticmethod
+    def _collect(store, digests):
+        with store.backend.slice_guard(exclusive=True):
+            return store.backend.remove_unreferenced(digests)
+
+    def _transfer_locked(self, image_id, targets, placeholder, move_data, sinks):
         with contextlib.ExitStack() as stack:
             locks = _locked(stack, targets, image_id)
             try:
-                sinks = self._sinks(stack, image_id, targets, placeholder)
+                sinks.extend(self._sinks(stack, image_id, targets, placeholder))
                 resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
                 if resumed and self.actions:
                     self.actions[-1] += ' (resumed: %d slices were already there)' % resumed

@@ -39,6 +39,7 @@ class StoreSink:
         self.writer = writer
         self.byte_budget = byte_budget
         self.error = None
+        self.interrupted = False  # set when this store went away at commit: its staged data is kept for a re-run
 
     def put(self, digest, data, index=None):
         if self.error:

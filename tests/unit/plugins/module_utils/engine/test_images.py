@@ -286,3 +286,41 @@ def test_all_stores_skips_disabled_and_allow_failure_skips_disconnected(declare,
     request = image_request(name='a', src=make_raw('a.raw', [1]), all_stores=True, allow_failure=True)
     assert request.present(False) is True
     assert request.result()['stores'] == ['central'] and [f['store'] for f in request.failed_import] == ['gone']
+
+
+def _failing_commit(monkeypatch, failing_root):
+    """ENOSPC at commit time in one store: a mock, since a full disk at exactly that moment cannot be arranged for real."""
+    from ansible_collections.vmimages.multistore.plugins.module_utils.stores import file as file_store
+    import errno
+    original = file_store.FileSliceWriter.commit
+
+    def commit(self):
+        if self.store.root == failing_root:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return original(self)
+    monkeypatch.setattr(file_store.FileSliceWriter, 'commit', commit)
+
+
+def test_commit_failure_of_one_store_with_allow_failure_keeps_the_others(declare, image_request, make_raw, monkeypatch):
+    declare('a')
+    failing = declare('b')
+    declare('c')
+    _failing_commit(monkeypatch, failing)
+    request = image_request(name='img', src=make_raw('x.raw', [1, 2]), stores=['a', 'b', 'c'], allow_failure=True)
+    assert request.present(check_mode=False) is True
+    info = request.result()
+    assert info['stores'] == ['a', 'c']  # the store after the failing one was committed too
+    assert info['failed_import'] == ['b']
+    assert [f['store'] for f in request.failed_import] == ['b']
+    assert 'No space left on device' in request.failed_import[0]['error']
+
+
+def test_commit_failure_without_allow_failure_rolls_back_committed_stores(declare, image_request, make_raw, monkeypatch):
+    path_a = declare('a')
+    failing = declare('b')
+    _failing_commit(monkeypatch, failing)
+    with pytest.raises(StoreError) as failure:
+        image_request(name='img', src=make_raw('x.raw', [1, 2]), stores=['a', 'b']).present(check_mode=False)
+    assert "store 'b': commit failed (No space left on device); no store was changed" in str(failure.value)
+    assert stored_slices(path_a) == []
+    assert Catalog(image_request(name='img').catalog.registry).find(name='img') is None
