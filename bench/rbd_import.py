@@ -52,7 +52,7 @@ def rbd_cli(cluster, *args):
 
 
 def main():
-    parser = benchlib.parser(__doc__.split('\n\n')[0])
+    parser = benchlib.parser(__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--size-mib', type=int, default=2048, help='size of the image')
     parser.add_argument('--repeat', type=int, default=2, help='timed rounds per contender (the best is kept)')
     parser.add_argument('--ceph-dir', default=os.environ.get('CEPH_LAB_DIR'), help='a running cephlab cluster')

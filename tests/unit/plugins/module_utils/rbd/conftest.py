@@ -14,7 +14,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.ceph.pytest_ceph import ceph_cluster, ceph_lab, pytest_configure, rgw_down  # noqa: E402,F401  fixtures, the `ceph` marker
+from tests.ceph.pytest_ceph import ceph_cluster, ceph_lab, pytest_configure, rgw_down  # noqa: E402,F401  pylint: disable=unused-import
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration  # noqa: E402
 
