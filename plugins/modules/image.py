@@ -111,7 +111,7 @@ options:
         is stored (the source is vetted by the format inspector and verified against I(checksum) first).
       - An import into an C(rbd) store always converts, since RBD stores hold raw images (what Nova and Cinder clone).
       - The record then describes the raw bytes (C(disk_format=raw), their md5 and sha512); the source's format and
-        digests are kept under C(source), and a re-run with the source's I(checksum) is recognised.
+        declared digest are kept under C(source), and a re-run with the source's I(checksum) is recognised.
       - A source from a URL is spooled to a sparse temporary file first; the raw file is temporary too. Raw and ISO
         sources are never copied.
     type: str

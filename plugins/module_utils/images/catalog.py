@@ -203,8 +203,9 @@ class ImageRequest:
         self.image_id = view.id
         if self.checksum:
             algorithm, expected = self.checksum
-            # A converted image matches the checksum of the bytes stored or of the source it was converted from.
-            knowns = [known for known in (digest_of(record, algorithm), digest_of(record.get('source') or {}, algorithm)) if known]
+            # checksum: is the digest of src; for an image converted on import, src is the source kept under 'source'.
+            described = record.get('source') or record
+            knowns = [known for known in (digest_of(described, algorithm),) if known]
             known = knowns[0] if knowns else None
             if knowns and expected not in knowns:
                 raise ImageError("image '%s' (id %s) exists with %s %s, not the checksum given: a new version needs a new "

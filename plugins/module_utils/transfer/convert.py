@@ -5,18 +5,21 @@
 
 RBD stores hold raw images (what Nova and Cinder clone from). A qcow2, vmdk, vdi, vhd or vhdx source
 is read once in full: the inspector vets it (the same rules as any import: no backing file, no data
-file, no foreign extents), its digests are verified against the declared checksum, and a source from
+file, no foreign extents), the declared checksum is verified, and a source from
 a URL is spooled to a sparse local file on the way. Then ``qemu-img convert`` runs with an explicit
 ``-f`` (never a probe) into a sparse raw file, and that raw file is what the stores receive. Raw and
 ISO sources pass through untouched, with no extra pass and no temporary copy.
 
 The image's record then describes the raw bytes (disk_format raw, their md5 and sha512) and keeps the
-source's format and digests under ``source``, so a re-run with the source's checksum is recognised.
+source's format, size and declared digest under ``source``, so a re-run with the source's checksum
+is recognised.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
+import mmap
 import os
 import shutil
 import tempfile
@@ -24,8 +27,7 @@ import tempfile
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import FormatError, SourceError
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector, check_declared
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import convert
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
-from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, is_zero
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import LocalFileSource
 
 # Formats qemu-img turns into raw; everything else is stored as its bytes.
@@ -34,7 +36,7 @@ RAW_LIKE = ('raw', 'iso', 'aki', 'ari', 'ami')
 
 
 class SpoolSink:
-    """A pipeline sink that keeps a sparse local copy of a downloaded source (zero slices become holes)."""
+    """A sparse local copy of a downloaded source, written by slice position (zero slices become holes)."""
 
     def __init__(self, path):
         self.path = path
@@ -116,22 +118,15 @@ class RawPreparation:
             raise SourceError('cannot create a work directory for the conversion in %s: %s' % (self.work_dir or tempfile.gettempdir(), exc))
         local = isinstance(self.original, LocalFileSource)
         spool = None if local else SpoolSink(os.path.join(self.directory, 'source'))
-        extra = [self.checksum[0]] if self.checksum and self.checksum[0] not in ('md5', 'sha512') else []
-        reader = self.original.open()
-        try:
-            result = pipeline.run(reader, [spool] if spool else [], extra_algorithms=extra)
-        finally:
-            reader.close()
-            if spool:
-                spool.close()
+        size, report, digest = self._vet(spool)
         if spool:
-            os.truncate(spool.path, result.size)  # trailing zero slices were holes never written
-        if self.checksum and result.digests[self.checksum[0]] != self.checksum[1]:
+            os.truncate(spool.path, size)  # trailing zero slices were holes never written
+        if self.checksum and digest != self.checksum[1]:
             raise SourceError('checksum mismatch for %s: %s is %s, expected %s; nothing was stored'
-                              % (self.original.description, self.checksum[0], result.digests[self.checksum[0]], self.checksum[1]))
+                              % (self.original.description, self.checksum[0], digest, self.checksum[1]))
         if self.declared:
-            check_declared(self.declared, result.report)
-        fmt = result.report.format
+            check_declared(self.declared, report)
+        fmt = report.format
         path = self.original.path if local else spool.path
         if fmt not in CONVERTIBLE:
             self.source = self.original if local else LocalFileSource(path)
@@ -141,9 +136,52 @@ class RawPreparation:
         if spool:
             os.unlink(spool.path)  # the raw file is all that is needed now
         self.source = LocalFileSource(raw)
-        self.origin = {'disk_format': fmt, 'size': result.size, 'virtual_size': result.report.virtual_size,
-                       'checksum': result.digests['md5'], 'os_hash_algo': 'sha512', 'os_hash_value': result.digests['sha512'],
-                       'extra_digests': dict((k, v) for k, v in result.digests.items() if k not in ('md5', 'sha512'))}
+        self.origin = {'disk_format': fmt, 'size': size, 'virtual_size': report.virtual_size, 'extra_digests': {}}
+        if self.checksum:
+            algorithm = self.checksum[0]
+            if algorithm == 'md5':
+                self.origin['checksum'] = digest
+            elif algorithm == 'sha512':
+                self.origin.update(os_hash_algo='sha512', os_hash_value=digest)
+            else:
+                self.origin['extra_digests'][algorithm] = digest
+
+    def _vet(self, spool):
+        """One pass over the source: the format inspector, the declared digest, and the spool copy of a download.
+
+        Only what the conversion needs: the record's md5, sha512 and slice digests are those of the raw
+        bytes, computed by the import that follows.
+        """
+        inspector = FormatInspector()
+        hasher = hashlib.new(self.checksum[0]) if self.checksum else None
+        buffer = mmap.mmap(-1, SLICE_SIZE)
+        size = 0
+        index = 0
+        reader = self.original.open()
+        try:
+            while True:
+                view = memoryview(buffer)
+                count = reader.read_into(view)
+                if not count:
+                    break
+                view = view[:count]
+                inspector.feed(view)
+                if inspector.header_complete and index == 0:
+                    inspector.early_check()  # an unsafe header stops the pass at once
+                if hasher is not None:
+                    hasher.update(view)
+                if spool is not None and not is_zero(view):
+                    spool.put(None, view, index)
+                    if spool.error:
+                        raise SourceError(spool.error)
+                size += count
+                index += 1
+            reader.finish(size)
+        finally:
+            reader.close()
+            if spool:
+                spool.close()
+        return size, inspector.finish(), hasher.hexdigest() if hasher is not None else None
 
 
 def check_raw(report):

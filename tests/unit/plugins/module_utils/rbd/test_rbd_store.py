@@ -106,7 +106,7 @@ def test_qcow2_import_is_converted_to_raw_in_glance_layout(registry, declare, de
     assert info['disk_format'] == 'raw' and info['stores'] == ['ceph', 'local']
     assert info['os_hash_value'] == sha512_of(raw)
     assert info['source']['disk_format'] == 'qcow2'
-    assert info['source']['os_hash_value'] == sha512_of(source)
+    assert info['source']['extra_digests'] == {'sha256': hashlib.sha256(open(source, 'rb').read()).hexdigest()}
     rbd_url = [loc['url'] for loc in info['locations'] if loc['metadata']['store'] == 'ceph'][0]
     assert rbd_url == 'rbd://%s/%s/%s/snap' % (ceph_cluster['fsid'], ceph_cluster['rbd_pool'], info['id'])
     # Glance's layout: the image named by its id, a protected snapshot 'snap', the record in the image metadata
@@ -119,10 +119,14 @@ def test_qcow2_import_is_converted_to_raw_in_glance_layout(registry, declare, de
             record = json.loads(image.metadata_get(rbd_store.RECORD_KEY))
             assert record['status'] == 'active' and record['id'] == info['id']
     assert hashlib.sha512(rbd_bytes(admin_rbd, ceph_cluster['rbd_pool'], info['id'])).hexdigest() == sha512_of(raw)
-    # A re-run with the source's checksum is recognised: no change, no conversion
-    again = image_request(name=name, src=source, stores=['ceph', 'local'], checksum='sha512:' + sha512_of(source))
+    # A re-run with the source's checksum is recognised: no change, no conversion; another source's is refused
+    source_sha256 = hashlib.sha256(open(source, 'rb').read()).hexdigest()
+    again = image_request(name=name, src=source, stores=['ceph', 'local'], checksum='sha256:' + source_sha256)
     assert again.present(check_mode=False) is False
     assert again.actions == []
+    with pytest.raises(ImageError) as failure:
+        image_request(name=name, src=source, stores=['ceph'], checksum='sha256:' + '1' * 64).present(check_mode=False)
+    assert 'exists with sha256 %s' % source_sha256 in str(failure.value)
 
 
 def test_unsafe_qcow2_is_refused_before_anything_is_written(registry, declare_rbd, image_request, make_raw, admin_rbd,
