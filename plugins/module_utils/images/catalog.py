@@ -451,7 +451,7 @@ class ImageRequest:
             stream = source_store.backend.read_image_slices(view.id, slice_list, wanted) if wanted else []
             for count, (digest, data) in enumerate(stream, 1):
                 if hashlib.sha256(data).hexdigest() != digest:
-                    raise ImageError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true"
+                    raise ImageError("slice %s of image %s is corrupt in store '%s': delete the image from that store and copy it there again from another"
                                      % (digest, view.id, source_store.name))
                 for sink in sinks:
                     if digest in lacking[sink.store.name]:

@@ -16,6 +16,12 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
+
+try:
+    import queue
+except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps pylint's py2 checks quiet
+    import Queue as queue  # noqa
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import fsync_dir, remove_file, temp_name, write_all
@@ -40,9 +46,32 @@ def is_up_to_date(dest, record, output_format):
         return False
 
 
+class _Sha512Thread(threading.Thread):
+    """The whole-image sha512 beside the slice checks and writes (hashlib releases the GIL on large buffers)."""
+
+    def __init__(self):
+        super(_Sha512Thread, self).__init__()
+        self.daemon = True
+        self.inbox = queue.Queue(4)
+        self.whole = hashlib.sha512()
+
+    def update(self, data):
+        self.inbox.put(data)
+
+    def run(self):
+        for data in iter(self.inbox.get, None):
+            self.whole.update(data)
+
+    def hexdigest(self):
+        self.inbox.put(None)
+        self.join()
+        return self.whole.hexdigest()
+
+
 def write_raw(store, record, slice_list, path):
     """Write the image's bytes as imported to ``path``, sparse, verified; return the sha512."""
-    whole = hashlib.sha512()
+    whole = _Sha512Thread()
+    whole.start()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         stored = store.backend.read_image_slices(record['id'], slice_list, [digest for digest in slice_list.slices if digest])
@@ -54,7 +83,7 @@ def write_raw(store, record, slice_list, path):
                 continue
             dummy, data = next(stored)
             if len(data) != length or hashlib.sha256(data).hexdigest() != digest:
-                raise StoreError("slice %s of image %s is corrupt in store '%s': run store_cleanup with verify: true to repair it "
+                raise StoreError("slice %s of image %s is corrupt in store '%s': export from another store, or delete the image from this one and copy it "
                                  "from another store" % (digest, record['id'], store.name))
             whole.update(data)
             write_all(fd, data)
@@ -62,10 +91,11 @@ def write_raw(store, record, slice_list, path):
         os.fsync(fd)
     finally:
         os.close(fd)
-    if whole.hexdigest() != record.get('os_hash_value'):
+        digest = whole.hexdigest()
+    if digest != record.get('os_hash_value'):
         raise StoreError("image %s in store '%s' does not match its sha512: its slice list is damaged; export from another store"
                          % (record['id'], store.name))
-    return whole.hexdigest()
+    return digest
 
 
 def convert(source, source_format, dest, output_format):

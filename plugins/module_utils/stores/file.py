@@ -243,7 +243,8 @@ class FileStore(Store):
             with open(self.slice_path(digest), 'rb') as handle:
                 return handle.read()
         except (IOError, OSError) as exc:
-            raise StoreError("store '%s': slice %s is missing or unreadable (%s): run store_cleanup with verify to repair it"
+            raise StoreError("store '%s': slice %s is missing or unreadable (%s): delete the damaged image from this store and copy it again "
+                             "from another store"
                              % (self.name, digest, exc.strerror or exc))
 
     def slice_writer(self, image_id):

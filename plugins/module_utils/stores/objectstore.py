@@ -611,7 +611,7 @@ class ObjectStore(Store):
     def read_slice(self, digest):
         data = self.get_object(self.slice_key(digest), 'read slice %s' % digest)
         if data is None:
-            raise StoreError("store '%s': slice %s is missing from %s: run store_cleanup with verify to repair it from another store"
+            raise StoreError("store '%s': slice %s is missing from %s: delete the damaged image from this store and copy it again from another store"
                              % (self.name, digest, self.where()))
         return data
 
