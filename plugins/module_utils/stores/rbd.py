@@ -315,10 +315,15 @@ class RbdStore(Store):
             if conffile and not os.path.isfile(conffile):
                 raise StoreError("store '%s': ceph_conf %s does not exist on this host" % (self.name, conffile))
             try:
-                cluster = rados.Rados(conffile=conffile, rados_id=self.config.get('user') or 'admin', conf=conf)
+                # conffile=None: with mon_hosts only, read no ceph.conf at all (not even /etc/ceph's default search)
+                cluster = rados.Rados(conffile=conffile or None, rados_id=self.config.get('user') or 'admin', conf=conf)
                 cluster.connect(timeout=CONNECT_TIMEOUT)
             except rados.Error as exc:
-                raise self.error('cannot connect to the ceph cluster as %s' % self._user(), exc)
+                raise StoreError("store '%s' (%s): cannot connect to the ceph cluster as %s: %s: check the user's key%s and that the "
+                                 "monitors (%s) are up and reachable" % (
+                                     self.name, self.where(), self._user(), exc,
+                                     ' in %s' % self.config['keyring'] if self.config.get('keyring') else '',
+                                     ', '.join(self.config.get('mon_hosts') or []) or 'mon_host of %s' % (conffile or 'ceph.conf')))
             self._cluster = cluster
         return self._cluster
 

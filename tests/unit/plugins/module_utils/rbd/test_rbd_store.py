@@ -80,13 +80,14 @@ def test_admin_creates_a_missing_pool_for_rbd(registry, declare_rbd, admin_rbd, 
 
 def test_wrong_key_is_a_clear_error_without_the_key(registry, ceph_cluster, tmp_path):
     keyring = tmp_path / 'wrong.keyring'
-    wrong = 'AQBjbW9ja2tleWZvcnRlc3RzMDAwMDAwMDAwMDAwMA=='
+    wrong = 'AQAAAAAAAAAAABAAbgzyFc7YnxKRTNo9XW9W3w=='
     keyring.write_text('[client.%s]\n\tkey = %s\n' % (ceph_cluster['rbd_user'], wrong))
     params = rbd_params(ceph_cluster, keyring=str(keyring), name='ceph')
     with pytest.raises(StoreError) as failure:
         StoreDeclaration(registry, params).present(check_mode=False)
     message = str(failure.value)
     assert 'cannot connect to the ceph cluster as client.%s' % ceph_cluster['rbd_user'] in message
+    assert 'error connecting to the cluster' in message and "check the user's key in %s" % keyring in message
     assert wrong not in message
     assert registry.names() == []
 
