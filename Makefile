@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
@@ -83,6 +83,9 @@ ceph-down:
 
 ceph-test: $(SETUP)
 	$(BIN)/python -m pytest tests/ceph -m ceph $(PYTEST_ARGS)
+
+# the `ceph` suite of `make test`
+ceph: ceph-test
 
 sanity: $(SETUP)
 	@bash scripts/run-sanity.sh $(SANITY_ARGS)
