@@ -204,10 +204,8 @@ class ImageRequest:
         if self.checksum:
             algorithm, expected = self.checksum
             # checksum: is the digest of src; for an image converted on import, src is the source kept under 'source'.
-            described = record.get('source') or record
-            knowns = [known for known in (digest_of(described, algorithm),) if known]
-            known = knowns[0] if knowns else None
-            if knowns and expected not in knowns:
+            known = digest_of(record.get('source') or record, algorithm)
+            if known is not None and known != expected:
                 raise ImageError("image '%s' (id %s) exists with %s %s, not the checksum given: a new version needs a new "
                                  "name, or delete the old image first with state: absent" % (record.get('name'), view.id, algorithm, known))
         self.before = self._summary(record, active)
