@@ -11,7 +11,7 @@ registry, the store agent, the sync key and known_hosts. Nothing that needs a se
 (no filesystems, networks or remote stores) and no package is installed (multistore_install_packages: false).
 Runs as root (the role sets root ownership).
 
-    CEPH_LAB_DIR=/tmp/ceph-main .venv/bin/python -m pytest tests/ceph/test_store_host_ceph.py -q -p no:cacheprovider
+    CEPH_LAB_DIR=<cephlab dir> .venv/bin/python -m pytest tests/ceph/test_store_host_ceph.py -q -p no:cacheprovider
 """
 
 from __future__ import absolute_import, division, print_function
