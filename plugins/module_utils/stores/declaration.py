@@ -108,23 +108,29 @@ class StoreDeclaration:
                              % (path, identity.get('id'), old['id'], self.name))
 
         self.before = self._view(old, identity)
+        return self._converge_identity(probe, store_type, desired, old, {'name': self.name, 'type': store_type, 'path': path},
+                                       check_mode)
+
+    def _converge_identity(self, probe, store_type, desired, old, declaration, check_mode):
+        """Merge the declared fields into the store's identity (a new identity where there is none), then write
+        the identity and the registry entry where they changed; return whether anything did."""
+        identity = probe.identity
         if identity is None:
             now = utc_now()
             new_identity = {'format': IDENTITY_FORMAT, 'layout': LAYOUT, 'id': str(uuid.uuid4()), 'type': store_type,
                             'slice_hash': SLICE_HASH, 'slice_size': SLICE_SIZE, 'created_at': now, 'updated_at': now}
         else:
-            if identity.get('format') != IDENTITY_FORMAT or identity.get('layout') != LAYOUT:
-                raise StoreError("%s holds a store of format %r layout %r that this version cannot use"
-                                 % (path, identity.get('format'), identity.get('layout')))
+            if identity.get('format') != IDENTITY_FORMAT or identity.get('layout') != LAYOUT or identity.get('type') != store_type:
+                raise StoreError("%s holds a store of format %r layout %r type %r that this declaration cannot use"
+                                 % (probe.backend.where(), identity.get('format'), identity.get('layout'), identity.get('type')))
             new_identity = dict(identity)
         new_identity.update(desired)
         identity_changed = identity is None or any(identity.get(key) != new_identity.get(key) for key in DECLARED_FIELDS)
         if identity_changed and identity is not None:
             new_identity['updated_at'] = utc_now()
-        new_declaration = {'name': self.name, 'type': store_type, 'path': path, 'id': new_identity['id']}
+        new_declaration = dict(declaration, id=new_identity['id'])
         declaration_changed = old != new_declaration
         self.after = self._view(new_declaration, new_identity)
-
         if not check_mode:
             if identity_changed:
                 probe.backend.write_identity(new_identity)
@@ -196,28 +202,7 @@ class StoreDeclaration:
             raise StoreError("store '%s' (id %s) was in %s but its identity record is gone: remove the store with state: absent "
                              "before declaring a new one there" % (self.name, old['id'], probe.backend.where()))
         self.before = self._view(old, identity if old else None)
-        if identity is None:
-            now = utc_now()
-            new_identity = {'format': IDENTITY_FORMAT, 'layout': LAYOUT, 'id': str(uuid.uuid4()), 'type': store_type,
-                            'slice_hash': SLICE_HASH, 'slice_size': SLICE_SIZE, 'created_at': now, 'updated_at': now}
-        else:
-            if identity.get('format') != IDENTITY_FORMAT or identity.get('layout') != LAYOUT or identity.get('type') != store_type:
-                raise StoreError("%s holds a store of format %r layout %r type %r that this declaration cannot use"
-                                 % (probe.backend.where(), identity.get('format'), identity.get('layout'), identity.get('type')))
-            new_identity = dict(identity)
-        new_identity.update(desired)
-        identity_changed = identity is None or any(identity.get(key) != new_identity.get(key) for key in DECLARED_FIELDS)
-        if identity_changed and identity is not None:
-            new_identity['updated_at'] = utc_now()
-        new_declaration = dict(config, id=new_identity['id'])
-        declaration_changed = old != new_declaration
-        self.after = self._view(new_declaration, new_identity)
-        if not check_mode:
-            if identity_changed:
-                probe.backend.write_identity(new_identity)
-            if declaration_changed:
-                self.registry.save(new_declaration)
-        return identity_changed or declaration_changed
+        return self._converge_identity(probe, store_type, desired, old, config, check_mode)
 
     def _present_remote(self, probe, connection, old, check_mode):
         """A store on another host is declared there; here it is only registered, its identity is read, not written."""

@@ -40,7 +40,7 @@ except ImportError:  # checked when the store is used, with a clear message
     HAS_RBD = False
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, LockError, StoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
 
 IDENTITY_OBJECT = 'multistore.json'
@@ -53,8 +53,6 @@ REFRESH_SECONDS = 10
 IN_FLIGHT = 16
 GROW_STEP = 1 << 30
 CONNECT_TIMEOUT = 10
-# librbd's layering feature is what COW clones need; the others are the defaults of `rbd create`.
-FEATURES_NAMES = ('layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten')
 
 
 def _uuid_like(name):
@@ -273,7 +271,7 @@ class RbdStore(Store):
     kind = 'rbd'
     remote = True
     positional = True
-    slice_size = 4 * 1024 * 1024
+    slice_size = SLICE_SIZE
 
     def __init__(self, name, config):
         super(RbdStore, self).__init__(name, config)
@@ -457,6 +455,7 @@ class RbdStore(Store):
 
     @staticmethod
     def _features():
+        """layering is what COW clones need; the others are the defaults of `rbd create`."""
         return (rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK | rbd.RBD_FEATURE_OBJECT_MAP |
                 rbd.RBD_FEATURE_FAST_DIFF | rbd.RBD_FEATURE_DEEP_FLATTEN)
 

@@ -41,20 +41,17 @@ class SpoolSink:
     def __init__(self, path):
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self.error = None
 
-    def put(self, digest, data, index=None):
-        if self.error:
-            return
+    def write_at(self, index, data):
+        view = memoryview(data)
+        offset = index * SLICE_SIZE
         try:
-            view = memoryview(data)
-            offset = index * SLICE_SIZE
             while len(view):
                 written = os.pwrite(self.fd, view, offset)
                 view = view[written:]
                 offset += written
         except OSError as exc:
-            self.error = 'cannot spool the source to %s: %s' % (self.path, exc.strerror or exc)
+            raise SourceError('cannot spool the source to %s: %s' % (self.path, exc.strerror or exc))
 
     def close(self):
         os.close(self.fd)
@@ -171,9 +168,7 @@ class RawPreparation:
                 if hasher is not None:
                     hasher.update(view)
                 if spool is not None and not is_zero(view):
-                    spool.put(None, view, index)
-                    if spool.error:
-                        raise SourceError(spool.error)
+                    spool.write_at(index, view)
                 size += count
                 index += 1
             reader.finish(size)
