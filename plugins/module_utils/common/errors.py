@@ -31,6 +31,10 @@ class SourceError(MultistoreError):
     """The image source cannot be read completely or does not match its checksum."""
 
 
+class SignatureError(SourceError):
+    """The image signature does not verify, or its certificate is not trusted; nothing was stored."""
+
+
 class FormatError(MultistoreError):
     """The bytes are not in the declared disk format, or the format is unsafe to accept."""
 
