@@ -67,6 +67,12 @@ _VMDK_EXTENT_RE = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+
 _VMDK_FIELD_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.\-]*$')
 _VMDK_EXTENT_ACCESS = ('rw', 'rdonly', 'noaccess')
 _VMDK_DESC_SCAN = 20 * 512                         # what qemu reads at offset 512 to find parentFileNameHint
+# Glance's vmware_disktype for the createTypes the inspector accepts (monolithicFlat/vmfs, Glance's
+# 'preallocated', keep their data in other files and are refused).
+_VMWARE_DISKTYPES = {'monolithicsparse': 'sparse', 'streamoptimized': 'streamOptimized'}
+# ddb.adapterType as VMware and qemu-img write it (lower-cased) -> Glance's vmware_adaptertype
+_VMWARE_ADAPTERTYPES = {'ide': 'ide', 'lsilogic': 'lsiLogic', 'buslogic': 'busLogic', 'lsisas1068': 'lsiLogicsas',
+                        'lsilogicsas': 'lsiLogicsas', 'pvscsi': 'paraVirtual', 'paravirtual': 'paraVirtual'}
 
 # --- vdi (little-endian; VirtualBox) ---
 _VDI_SIGNATURE = struct.pack('<I', 0xbeda107f)
@@ -77,6 +83,10 @@ _VHD_COOKIE = b'conectix'
 _VHD_FOOTER = struct.Struct('>IIQI4sIIQQHBBII')     # from offset 8, 60 bytes
 _VHD_TYPES = {2: 'fixed', 3: 'dynamic', 4: 'differencing'}
 _VHD_DYN_COOKIE = b'cxsparse'
+# qemu (block/vpc.c) sizes a VHD by current_size when one of these wrote it (Hyper-V, qemu with force_size,
+# Disk2vhd, XenConverter, XenServer) or when the CHS geometry is the maximum, and by CHS geometry otherwise.
+_VHD_SIZE_CREATORS = (b'win ', b'qem2', b'd2v ', b'CTXS', b'tap\x00')
+_VHD_MAX_GEOMETRY = 65535 * 16 * 255
 
 # --- vhdx (little-endian; MS-VHDX) ---
 _VHDX_MAGIC = b'vhdxfile'
@@ -125,18 +135,25 @@ def _printable(raw, limit=80):
 
 
 class FormatReport(object):
-    """What the inspector found: Glance disk format name, virtual size in bytes and details."""
+    """What the inspector found: Glance disk format name, virtual size in bytes, details and image properties.
 
-    def __init__(self, format, virtual_size, details=None):  # pylint: disable=redefined-builtin
+    properties holds str -> str image properties (Glance names where Glance has them, e.g. vmware_disktype)
+    read from the headers; the operator's own properties take precedence over them.
+    """
+
+    def __init__(self, format, virtual_size, details=None, properties=None):  # pylint: disable=redefined-builtin
         self.format = format
         self.virtual_size = virtual_size
         self.details = details if details is not None else {}
+        self.properties = properties if properties is not None else {}
 
     def to_dict(self):
-        return {'format': self.format, 'virtual_size': self.virtual_size, 'details': dict(self.details)}
+        return {'format': self.format, 'virtual_size': self.virtual_size, 'details': dict(self.details),
+                'properties': dict(self.properties)}
 
     def __repr__(self):
-        return 'FormatReport(format=%r, virtual_size=%r, details=%r)' % (self.format, self.virtual_size, self.details)
+        return ('FormatReport(format=%r, virtual_size=%r, details=%r, properties=%r)'
+                % (self.format, self.virtual_size, self.details, self.properties))
 
 
 class FormatInspector(object):
@@ -238,7 +255,7 @@ class FormatInspector(object):
             raise FormatError('the image is empty (0 bytes): check the source URL or file')
         fmt, virtual_size, details = self._analyse('final')
         details['stream_size'] = self._size
-        self._report = FormatReport(fmt, virtual_size, details)
+        self._report = FormatReport(fmt, virtual_size, details, image_properties(fmt, details))
         return self._report
 
     # ------------------------------------------------------------------ captures past the header
@@ -477,10 +494,11 @@ class FormatInspector(object):
             'refcount_bits': 1 << refcount_order if refcount_order < 7 else None,
             'header_length': header_length,
             'compression_type': 'zstd' if compression_type == 1 else 'zlib',
+            'compression_type_id': compression_type,
         }
         for bit, name in _QCOW_INCOMPAT:
             details[name] = bool(incompatible >> bit & 1)
-        return size, details
+        return size // 512 * 512, details      # qemu counts whole 512-byte sectors
 
     def _parse_qed(self, _head):
         raise _unsafe('the image is in the QED format: it can name a backing file qemu would open (%s) and has no '
@@ -584,7 +602,8 @@ class FormatInspector(object):
             'blocks': blocks,
             'blocks_allocated': allocated,
         }
-        return disk_size, details
+        # qemu rounds an odd size (VBoxManage convertfromraw writes them) up to a whole sector
+        return (disk_size + 511) // 512 * 512, details
 
     # ------------------------------------------------------------------ vhd
 
@@ -633,7 +652,7 @@ class FormatInspector(object):
                 raise FormatError('the fixed VHD is truncated: its footer says %d bytes but only %d bytes of data '
                                   'precede it' % (current_size, self._size - 512))
             details['data_size'] = self._size - 512
-        return current_size, details
+        return _vhd_virtual_size(creator_app, current_size, details['chs_size']), details
 
     # ------------------------------------------------------------------ vhdx
 
@@ -723,7 +742,7 @@ class FormatInspector(object):
             details['logical_sector_size'] = struct.unpack('<I', sector)[0]
         if vds is None:
             return None, details
-        return struct.unpack('<Q', vds)[0], details
+        return struct.unpack('<Q', vds)[0] // 512 * 512, details      # qemu counts whole 512-byte sectors
 
     # ------------------------------------------------------------------ ploop
 
@@ -748,6 +767,36 @@ class FormatInspector(object):
             'extension_offset': ext_off,
         }
         return nb_sectors * 512, details
+
+
+def _vhd_virtual_size(creator_app, current_size, chs_size):
+    """The size qemu gives a VHD: Virtual PC and qemu itself size it by CHS geometry, the others by current_size."""
+    if creator_app in _VHD_SIZE_CREATORS or chs_size == _VHD_MAX_GEOMETRY * 512:
+        return current_size // 512 * 512
+    return chs_size
+
+
+def image_properties(fmt, details):
+    """Image properties (str -> str) for a format's details, with Glance's names where Glance has them."""
+    props = {}
+    if fmt == 'qcow2':
+        version = details['version']
+        props['qcow2_version'] = str(version)
+        props['qcow2_compat'] = '1.1' if version == 3 else '0.10'
+        props['qcow2_cluster_size'] = str(details['cluster_size'])
+        props['qcow2_encrypted'] = 'true' if details['encrypted'] else 'false'
+        if version == 3 and details['compression_type_id'] in (0, 1):
+            props['qcow2_compression_type'] = details['compression_type']
+    elif fmt == 'vmdk':
+        disktype = _VMWARE_DISKTYPES.get(details.get('create_type', '').lower())
+        if disktype:
+            props['vmware_disktype'] = disktype
+        adapter = _VMWARE_ADAPTERTYPES.get(details.get('adapter_type', '').lower())
+        if adapter:
+            props['vmware_adaptertype'] = adapter
+    elif fmt == 'vhd':
+        props['vhd_disk_type'] = details['subformat']
+    return props
 
 
 def _is_vmdk_text(head):
@@ -818,13 +867,16 @@ def _check_vmdk_descriptor(raw):
                       % (_printable(extent.group(0)), CVE))
     if not name or '/' in name or '\\' in name or any(ord(c) < 32 for c in name):
         raise _unsafe('the VMDK extent names the file %r: qemu would open it on the host (%s)' % (_printable(name), CVE))
-    return {
+    found = {
         'create_type': create_type,
         'extent': {'access': extent.group(1).upper(), 'sectors': int(extent.group(2)), 'type': extent_type,
                    'file': name},
         'cid': fields.get('cid'),
         'parent_cid': fields.get('parentcid'),
     }
+    if 'ddb.adaptertype' in fields:
+        found['adapter_type'] = _printable(fields['ddb.adaptertype'], 40)
+    return found
 
 
 def check_declared(declared_disk_format, report):
