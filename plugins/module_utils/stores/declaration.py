@@ -6,24 +6,41 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ipaddress
 import os
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.networks import is_network, resolve_network
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
     check_bucket_name, check_ceph_user, check_cidr, check_endpoint, check_key_prefix, check_mon_host, check_pool_name, check_port,
     check_store_name, check_store_path, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import BACKENDS, OpenStore
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import choose_address
 
 IDENTITY_FORMAT = 'vmimages.multistore/store'
-# The identity fields an operator declares; everything else in the identity is the store's own.
-DECLARED_FIELDS = ('name', 'zone', 'description', 'site_role', 'quota', 'enabled', 'data_network', 'sync_network')
+# The identity fields a declaration sets (the addresses are resolved from the networks); everything else is the store's own.
+DECLARED_FIELDS = ('name', 'zone', 'description', 'site_role', 'quota', 'enabled', 'data_network', 'sync_network',
+                   'data_address', 'sync_address')
+NETWORKS = ('data', 'sync')
 # Declaration keys that are secrets: kept in the registry file (mode 0600), never shown.
 SECRET_KEYS = ('password', 'secret_key')
 # What identifies where a store of each service type lives (one place holds one store).
 PLACE_KEYS = {'rbd': ('pool', 'ceph_conf', 'mon_hosts'), 's3': ('endpoint', 'bucket', 'prefix'), 'swift': ('endpoint', 'container', 'prefix')}
+
+
+def network_address(identity, kind):
+    """The store host's address in its data or sync network (``kind``), the one other hosts dial, or None.
+
+    Declared as a network, it is the address the store module resolved on the store host; declared as an
+    address, the declared value itself (not repeated in the identity, which stays as it was before networks).
+    """
+    if identity.get(kind + '_address'):
+        return identity[kind + '_address']
+    declared = identity.get(kind + '_network')
+    return declared if declared and not is_network(ipaddress.ip_interface(declared)) else None
 
 
 def normalize_quota(quota):
@@ -49,18 +66,28 @@ class StoreDeclaration:
         self.before = None
         self.after = None
 
-    def _desired_identity(self):
+    def _desired_identity(self, resolve):
+        """The declared fields; with ``resolve`` (a file store on this host) a network becomes this host's address in it."""
         params = self.params
-        return {
+        desired = {
             'name': self.name,
             'zone': params.get('zone'),
             'description': params.get('description'),
             'site_role': params.get('site_role'),
             'quota': normalize_quota(params.get('quota')),
             'enabled': params.get('enabled', True),
-            'data_network': check_cidr(params['data_network'], 'data_network') if params.get('data_network') else None,
-            'sync_network': check_cidr(params['sync_network'], 'sync_network') if params.get('sync_network') else None,
         }
+        for kind in NETWORKS:
+            key = kind + '_network'
+            declared = check_cidr(params[key], key) if params.get(key) else None
+            desired[key] = declared
+            desired[kind + '_address'] = None
+            if declared and resolve and is_network(ipaddress.ip_interface(declared)):
+                try:
+                    desired[kind + '_address'] = resolve_network(declared, key)
+                except InvalidArgument as exc:
+                    raise InvalidArgument("store '%s': %s" % (self.name, exc))
+        return desired
 
     def _check_path_not_taken(self, path, host):
         for declaration in self.registry.declarations():
@@ -87,7 +114,8 @@ class StoreDeclaration:
             return self._present_service(store_type, check_mode)
         path = check_store_path(self.params.get('path'))
         connection = self._connection()
-        desired = self._desired_identity()
+        # Resolved before anything is written; a store on another host has its networks resolved there.
+        desired = None if connection else self._desired_identity(resolve=True)
         self._check_path_not_taken(path, connection.get('host'))
         old = self.registry.declaration(self.name)
         probe = OpenStore(dict(connection, name=self.name, type=store_type, path=path))
@@ -125,6 +153,9 @@ class StoreDeclaration:
                                  % (probe.backend.where(), identity.get('format'), identity.get('layout'), identity.get('type')))
             new_identity = dict(identity)
         new_identity.update(desired)
+        for kind in NETWORKS:
+            if new_identity.get(kind + '_address') is None:
+                new_identity.pop(kind + '_address', None)  # declared as an address, or not at all: nothing resolved to keep
         identity_changed = identity is None or any(identity.get(key) != new_identity.get(key) for key in DECLARED_FIELDS)
         if identity_changed and identity is not None:
             new_identity['updated_at'] = utc_now()
@@ -191,7 +222,8 @@ class StoreDeclaration:
                     dict((key, declaration.get(key)) for key in PLACE_KEYS[store_type]) == place:
                 raise InvalidArgument("that %s place is already declared as store '%s': one place holds one store; use name: %s"
                                       % (store_type, declaration['name'], declaration['name']))
-        desired = self._desired_identity()
+        # Many hosts share a pool or bucket: its networks are recorded as declared, never resolved on one of them.
+        desired = self._desired_identity(resolve=False)
         old = self.registry.declaration(self.name)
         probe = OpenStore(config)
         if probe.unreachable:
@@ -210,8 +242,11 @@ class StoreDeclaration:
         if identity is None:
             raise StoreError("there is no store at %s:%s: declare it on its own host first (vmimages.multistore.store "
                              "run there), then register it here" % (connection['host'], probe.declaration['path']))
+        # A network without a resolved address (an identity written before networks were resolved) is kept as it is:
+        # choose_address then says why it does not dial it.
         new_declaration = dict(connection, name=self.name, type=probe.declaration['type'], path=probe.declaration['path'],
-                               id=identity['id'], data_address=identity.get('data_network'), sync_address=identity.get('sync_network'))
+                               id=identity['id'], data_address=network_address(identity, 'data') or identity.get('data_network'),
+                               sync_address=network_address(identity, 'sync') or identity.get('sync_network'))
         self.before = self._view(old, identity if old else None)
         self.after = self._view(new_declaration, identity)
         changed = old != new_declaration
@@ -232,6 +267,8 @@ class StoreDeclaration:
         if not declaration and not identity:
             return {}
         view = dict((key, (identity or {}).get(key)) for key in DECLARED_FIELDS)
+        for kind in NETWORKS:
+            view[kind + '_address'] = network_address(identity or {}, kind)
         view.update(declaration or {})
         for key in SECRET_KEYS:
             if key in view:
@@ -258,10 +295,15 @@ def describe(store, with_stats=True):
         'quota': identity.get('quota') or {'bytes': None, 'images': None},
         'data_network': identity.get('data_network'),
         'sync_network': identity.get('sync_network'),
+        'data_address': network_address(identity, 'data'),
+        'sync_address': network_address(identity, 'sync'),
         'status': store.status(),
         'error': store.unreachable,
         'last_check': utc_now(),
     }
+    if store.declaration.get('host'):
+        # Which of the store host's addresses this host dials, and why a declared sync or data address is not used.
+        info['address'], info['address_note'] = choose_address(store.declaration)
     for key in ('pool', 'user', 'ceph_conf', 'mon_hosts', 'endpoint', 'bucket', 'container', 'prefix', 'region'):
         if store.declaration.get(key) is not None and store.declaration['type'] != 'file':
             info[key] = store.declaration[key]

@@ -37,6 +37,8 @@ except ImportError:  # pragma: no cover
     import Queue as queue  # noqa
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.networks import (
+    AddressesUnavailable, addresses_in, describe_addresses, host_addresses, is_network)
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import wire
 # Imported for its source only: Ansible packs into a module's payload just the module_utils imported
@@ -99,27 +101,37 @@ def bootstrap_command():
     return "python3 -c 'import base64;exec(base64.b64decode(\"%s\"))'" % code
 
 
-def choose_address(config):
-    """The store host's address in a network this host shares: sync first, then data, then management."""
-    for key in ('sync_address', 'data_address'):
-        candidate = config.get(key)
+def choose_address(config, addresses=None):
+    """(address to dial, note) for a store on another host, by ZStack's rule: its sync address when this host has
+    an address in its sync network, else its data address likewise, else the management ``host``.
+
+    The note says why a declared sync or data address was passed over (None when it was not), so that
+    store_info and the error of a failed connection show it instead of a silent fallback.
+    """
+    notes = []
+    for kind in ('sync', 'data'):
+        candidate = config.get(kind + '_address')
         if not candidate:
             continue
         interface = ipaddress.ip_interface(candidate)
-        if interface.ip == interface.network.network_address:
-            continue  # a network (10.2.0.0/24), not the store host's address in it: nothing to dial
-        family = socket.AF_INET6 if interface.version == 6 else socket.AF_INET
-        probe = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            probe.connect((str(interface.ip), 9))  # no packet is sent: this only asks the routing table
-            local = ipaddress.ip_address(probe.getsockname()[0])
-        except OSError:
+        if is_network(interface):
+            notes.append('%s address %s is a network, not the store host\'s address in it: run the store module on the store '
+                         'host again (it resolves the network there), then register the store here again' % (kind, candidate))
             continue
-        finally:
-            probe.close()
-        if local in interface.network and local != interface.ip:
-            return str(interface.ip)
-    return config['host']
+        if addresses is None:
+            try:
+                addresses = host_addresses()
+            except AddressesUnavailable as exc:
+                notes.append('%s: the store host\'s sync and data addresses are not used' % exc)
+                break
+        if addresses_in(interface.network, addresses):
+            return str(interface.ip), '; '.join(notes) or None
+        notes.append('%s address %s not used: this host has no address in %s (its addresses: %s; store_host role: '
+                     'multistore_networks.%s)' % (kind, candidate, interface.network, describe_addresses(addresses, interface.version),
+                                                  kind))
+    if notes:
+        notes.append('using %s' % config['host'])
+    return config['host'], '; '.join(notes) or None
 
 
 class AgentConnection:
@@ -128,7 +140,7 @@ class AgentConnection:
     def __init__(self, store_name, config):
         self.store_name = store_name
         self.config = config
-        self.address = choose_address(config)
+        self.address, self.address_note = choose_address(config)
         self.process = None
         self.client = None
         self.pending_errors = []
@@ -141,11 +153,14 @@ class AgentConnection:
             self.stdin.flush()
             hello, _body = wire.receive(self.stdout)
         except (wire.WireClosed, IOError, OSError, ValueError) as exc:
-            raise errors.StoreError("store '%s' on %s is unreachable: %s" % (store_name, self._where(), self._reason(exc)))
+            raise errors.StoreError("store '%s' on %s is unreachable: %s%s" % (store_name, self._where(), self._reason(exc), self._note()))
         if hello.get('agent') != 'vmimages.multistore' or hello.get('protocol') != wire.PROTOCOL:
             raise errors.StoreError("store '%s' on %s: the agent speaks protocol %r, this client %d: update the collection on both"
                                     % (store_name, self._where(), hello.get('protocol'), wire.PROTOCOL))
         self.remote_host = hello.get('host')
+
+    def _note(self):
+        return ' (%s)' % self.address_note if self.address_note else ''
 
     def _where(self):
         return '%s@%s:%s' % (self.config.get('user') or 'root', self.address, self.config.get('port') or 22)
@@ -209,7 +224,7 @@ class AgentConnection:
             channel = transport.open_session()
             channel.exec_command(bootstrap_command())
         except (paramiko.SSHException, socket.error) as exc:
-            raise errors.StoreError("store '%s' on %s is unreachable: %s" % (self.store_name, self._where(), exc))
+            raise errors.StoreError("store '%s' on %s is unreachable: %s%s" % (self.store_name, self._where(), exc, self._note()))
         self.client = transport
         self.stdin = channel.makefile('wb', 1 << 20)
         self.stdout = channel.makefile('rb', 1 << 20)

@@ -81,11 +81,48 @@ def test_sync_network_is_preferred(sshd, remote_store, registry, declare, image_
     remote_store('central', sync_network='127.0.0.5/8', data_network='10.254.254.1/24')
     declaration = registry.declaration('central')
     assert declaration['sync_address'] == '127.0.0.5/8'
-    assert choose_address(declaration) == '127.0.0.5'
-    assert choose_address(dict(declaration, sync_address=None)) == '127.0.0.1'  # data net not shared: management
-    assert choose_address(dict(declaration, sync_address='127.0.0.0/8')) == '127.0.0.1'  # a network, not an address
+    assert choose_address(declaration) == ('127.0.0.5', None)
+    assert describe(registry.open('central'))['address'] == '127.0.0.5'
     image_request(name='a', src=make_raw('a.raw', [1]), stores=['central']).present(False)
     assert ' on 127.0.0.5 port %d' % sshd.port in open(sshd.log).read()
+
+
+def test_an_address_this_host_cannot_use_is_reported_not_skipped_silently(sshd, remote_store, registry, image_request, make_raw):
+    remote_store('central', sync_network='10.254.253.11/24', data_network='10.254.254.11/24')
+    address, note = choose_address(registry.declaration('central'))
+    assert address == '127.0.0.1'
+    assert note.startswith('sync address 10.254.253.11/24 not used: this host has no address in 10.254.253.0/24 (its addresses: 127.0.0.1/8 on lo')
+    assert 'store_host role: multistore_networks.sync); data address 10.254.254.11/24 not used' in note
+    assert note.endswith('multistore_networks.data); using 127.0.0.1')
+    info = describe(registry.open('central'))
+    assert info['status'] == 'connected' and info['address'] == '127.0.0.1' and info['address_note'] == note
+    # the data network is shared: the data address, and the note says why not the sync one
+    declaration = dict(registry.declaration('central'), data_address='127.0.0.5/8')
+    address, note = choose_address(declaration)
+    assert address == '127.0.0.5' and note.startswith('sync address 10.254.253.11/24 not used') and 'data address' not in note
+    # a bare network registered by an older collection is not dialled, and the note says how to fix it
+    address, note = choose_address(dict(declaration, sync_address='127.0.0.0/8', data_address=None))
+    assert address == '127.0.0.1' and 'sync address 127.0.0.0/8 is a network' in note and 'register the store here again' in note
+    # a connection that fails carries the note in its error
+    registry.save(dict(registry.declaration('central'), port=1))
+    assert 'sync address 10.254.253.11/24 not used' in describe(registry.open('central'))['error']
+
+
+def test_a_declared_network_is_registered_as_the_store_hosts_address(sshd, remote_store, registry, store_host_registry,
+                                                                     image_request, make_raw):
+    # Declared on its host as the network 127.0.0.0/8: the store host resolves it to its own 127.0.0.1/8.
+    central = remote_store('central', sync_network='127.0.0.0/8')
+    owner = describe(store_host_registry.open('central'))
+    assert (owner['sync_network'], owner['sync_address']) == ('127.0.0.0/8', '127.0.0.1/8')
+    declaration = registry.declaration('central')
+    assert declaration['sync_address'] == '127.0.0.1/8' and declaration['data_address'] is None
+    assert choose_address(declaration) == ('127.0.0.1', None)
+    info = describe(registry.open('central'))
+    assert (info['sync_network'], info['sync_address'], info['address'], info['address_note']) == ('127.0.0.0/8', '127.0.0.1/8', '127.0.0.1', None)
+    again = StoreDeclaration(registry, dict(sshd.connection(), name='central', path=central))
+    assert again.present(check_mode=False) is False
+    image_request(name='a', src=make_raw('a.raw', [1, 2]), stores=['central']).present(False)
+    assert len(stored_slices(central)) == 2
 
 
 def test_unknown_host_key_is_refused(sshd, remote_store, registry, tmp_path):
