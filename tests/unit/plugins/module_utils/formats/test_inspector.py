@@ -723,3 +723,200 @@ def test_constants():
     assert DISK_FORMATS == ('raw', 'qcow2', 'vmdk', 'vdi', 'vhd', 'vhdx', 'iso', 'ploop', 'aki', 'ari', 'ami')
     assert CONTAINER_FORMATS == ('bare', 'ovf', 'ova', 'aki', 'ari', 'ami', 'docker', 'compressed')
     assert FormatInspector.HEADER_BYTES >= 0x9800
+
+
+# ---------------------------------------------------------------- image properties
+
+def feed_like_pipeline(path):
+    """The report of the pipeline's feeding: 4 MiB chunks, early_check() once the header is complete."""
+    inspector = FormatInspector()
+    checked = False
+    with open(path, 'rb') as handle:
+        while True:
+            chunk = handle.read(4 * MIB)
+            if not chunk:
+                break
+            inspector.feed(memoryview(chunk))
+            if not checked and inspector.header_complete:
+                inspector.early_check()
+                checked = True
+    return inspector.finish()
+
+
+def qemu_supports(qfmt, option):
+    """True when the installed qemu-img knows the -o option of a format (zstd needs a build with libzstd)."""
+    return option in run('qemu-img', 'create', '-f', qfmt, '-o', 'help').decode()
+
+
+QCOW2_V3 = {'qcow2_version': '3', 'qcow2_compat': '1.1', 'qcow2_encrypted': 'false', 'qcow2_compression_type': 'zlib'}
+QCOW2_V2 = {'qcow2_version': '2', 'qcow2_compat': '0.10', 'qcow2_encrypted': 'false'}
+
+# (id, qemu-img format, -o options, size, expected properties)
+PROPERTY_CASES = [
+    ('raw', 'raw', None, '3M', {}),
+    ('qcow2-0.10-4k', 'qcow2', 'compat=0.10,cluster_size=4096', '5M', dict(QCOW2_V2, qcow2_cluster_size='4096')),
+    ('qcow2-0.10-64k', 'qcow2', 'compat=0.10,cluster_size=65536', '5M', dict(QCOW2_V2, qcow2_cluster_size='65536')),
+    ('qcow2-0.10-2M', 'qcow2', 'compat=0.10,cluster_size=2M', '5M', dict(QCOW2_V2, qcow2_cluster_size='2097152')),
+    ('qcow2-1.1-4k', 'qcow2', 'compat=1.1,cluster_size=4096', '5M', dict(QCOW2_V3, qcow2_cluster_size='4096')),
+    ('qcow2-1.1-64k', 'qcow2', 'compat=1.1,cluster_size=65536', '1G', dict(QCOW2_V3, qcow2_cluster_size='65536')),
+    ('qcow2-1.1-2M', 'qcow2', 'compat=1.1,cluster_size=2M', '5M', dict(QCOW2_V3, qcow2_cluster_size='2097152')),
+    ('qcow2-zstd', 'qcow2', 'compression_type=zstd', '5M',
+     dict(QCOW2_V3, qcow2_cluster_size='65536', qcow2_compression_type='zstd')),
+    ('vmdk-sparse', 'vmdk', None, '3M', {'vmware_disktype': 'sparse', 'vmware_adaptertype': 'ide'}),
+    ('vmdk-sparse-lsilogic', 'vmdk', 'adapter_type=lsilogic', '3M',
+     {'vmware_disktype': 'sparse', 'vmware_adaptertype': 'lsiLogic'}),
+    ('vmdk-sparse-buslogic', 'vmdk', 'adapter_type=buslogic', '3M',
+     {'vmware_disktype': 'sparse', 'vmware_adaptertype': 'busLogic'}),
+    ('vmdk-sparse-legacyESX', 'vmdk', 'adapter_type=legacyESX', '3M', {'vmware_disktype': 'sparse'}),
+    ('vmdk-stream-ide', 'vmdk', 'subformat=streamOptimized,adapter_type=ide', '3M',
+     {'vmware_disktype': 'streamOptimized', 'vmware_adaptertype': 'ide'}),
+    ('vmdk-stream-lsilogic', 'vmdk', 'subformat=streamOptimized,adapter_type=lsilogic', '1G',
+     {'vmware_disktype': 'streamOptimized', 'vmware_adaptertype': 'lsiLogic'}),
+    ('vmdk-stream-buslogic', 'vmdk', 'subformat=streamOptimized,adapter_type=buslogic', '3M',
+     {'vmware_disktype': 'streamOptimized', 'vmware_adaptertype': 'busLogic'}),
+    ('vdi-dynamic', 'vdi', None, '3M', {}),
+    ('vdi-static', 'vdi', 'static=on', '3M', {}),
+    ('vhd-dynamic', 'vpc', 'subformat=dynamic', '3M', {'vhd_disk_type': 'dynamic'}),
+    ('vhd-fixed', 'vpc', 'subformat=fixed', '3M', {'vhd_disk_type': 'fixed'}),
+    ('vhd-dynamic-force-size', 'vpc', 'subformat=dynamic,force_size=on', '1000K', {'vhd_disk_type': 'dynamic'}),
+    ('vhd-fixed-force-size', 'vpc', 'subformat=fixed,force_size=on', '1000K', {'vhd_disk_type': 'fixed'}),
+    ('vhdx', 'vhdx', None, '1G', {}),
+    ('vhdx-fixed', 'vhdx', 'subformat=fixed,block_size=1M', '3M', {}),
+    ('ploop', 'parallels', None, '1G', {}),
+]
+
+
+@pytest.mark.parametrize('name, qfmt, options, size, expected', PROPERTY_CASES, ids=[case[0] for case in PROPERTY_CASES])
+def test_properties_of_created_images(workdir, name, qfmt, options, size, expected):
+    if name == 'qcow2-zstd' and not qemu_supports('qcow2', 'compression_type'):
+        pytest.skip('qemu-img without qcow2 compression_type')
+    path = str(workdir / ('props-%s.img' % name))
+    run(*(['qemu-img', 'create', '-q', '-f', qfmt] + (['-o', options] if options else []) + [path, size]))
+    report = feed_like_pipeline(path)
+    assert report.properties == expected
+    assert report.virtual_size == qemu_virtual_size(path, qfmt)
+    assert report.to_dict()['properties'] == expected
+
+
+@pytest.mark.parametrize('name, qfmt, options, size, expected', [case for case in PROPERTY_CASES if case[0] != 'raw'],
+                         ids=[case[0] for case in PROPERTY_CASES if case[0] != 'raw'])
+def test_properties_of_converted_images(workdir, source, name, qfmt, options, size, expected):
+    """The same images holding data: qemu-img convert from a raw disk, then from the converted image back to raw."""
+    if name == 'qcow2-zstd' and not qemu_supports('qcow2', 'compression_type'):
+        pytest.skip('qemu-img without qcow2 compression_type')
+    del size
+    path = str(workdir / ('conv-%s.img' % name))
+    run(*(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', qfmt] + (['-o', options] if options else []) + [source, path]))
+    report = feed_like_pipeline(path)
+    assert report.properties == expected
+    assert report.virtual_size == qemu_virtual_size(path, qfmt)
+    back = str(workdir / ('back-%s.raw' % name))
+    run('qemu-img', 'convert', '-q', '-f', qfmt, '-O', 'raw', path, back)
+    raw = feed_like_pipeline(back)
+    assert (raw.format, raw.properties) == ('raw', {})
+    assert raw.virtual_size == qemu_virtual_size(back, 'raw') == report.virtual_size
+
+
+def test_properties_are_strings(images, iso_images):
+    for path in list(images.values()) + list(iso_images.values()):
+        properties = inspect_file(path).properties
+        assert all(isinstance(key, str) and isinstance(value, str) for key, value in properties.items()), path
+
+
+@pytest.mark.parametrize('tool', ['genisoimage', 'xorriso'])
+def test_iso_properties_and_size(iso_images, tool):
+    report = feed_like_pipeline(iso_images[tool])
+    assert (report.format, report.properties) == ('iso', {})
+    assert report.virtual_size == qemu_virtual_size(iso_images[tool], 'raw')
+
+
+def test_encrypted_qcow2_is_recorded(workdir):
+    path = str(workdir / 'luks.qcow2')
+    run('qemu-img', 'create', '-q', '--object', 'secret,id=sec0,data=123456', '-f', 'qcow2',
+        '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '1M')
+    report = feed_like_pipeline(path)
+    assert report.format == 'qcow2'
+    assert report.properties == dict(QCOW2_V3, qcow2_cluster_size='65536', qcow2_encrypted='true')
+    info = json.loads(run('qemu-img', 'info', '--output=json', '--object', 'secret,id=sec0,data=123456',
+                          '--image-opts', 'driver=qcow2,file.filename=%s,encrypt.key-secret=sec0' % path))
+    assert report.virtual_size == info['virtual-size']
+
+
+@pytest.mark.parametrize('written, glance', [('lsisas1068', 'lsiLogicsas'), ('pvscsi', 'paraVirtual'), ('LSILOGIC', 'lsiLogic'),
+                                             ('lsiLogicsas', 'lsiLogicsas'), ('sata', None), ('', None)])
+def test_vmware_adaptertype_as_vmware_writes_it(workdir, vmdk, written, glance):
+    """VMware names the SAS and paravirtual controllers lsisas1068 and pvscsi in ddb.adapterType."""
+    path = vmdk_with_descriptor(vmdk, str(workdir / ('adapter-%s.vmdk' % (written or 'empty'))),
+                                lambda text: text.replace('ddb.adapterType = "ide"', 'ddb.adapterType = "%s"' % written))
+    report = feed_like_pipeline(path)
+    assert report.properties.get('vmware_adaptertype') == glance
+    assert report.properties['vmware_disktype'] == 'sparse'
+
+
+def test_vmdk_without_adapter_type(workdir, vmdk):
+    path = vmdk_with_descriptor(vmdk, str(workdir / 'no-adapter.vmdk'),
+                                lambda text: text.replace('ddb.adapterType = "ide"\n', ''))
+    assert feed_like_pipeline(path).properties == {'vmware_disktype': 'sparse'}
+
+
+def test_unknown_qcow2_compression_type_is_not_a_property(workdir):
+    path = str(workdir / 'zlib.qcow2')
+    run('qemu-img', 'create', '-q', '-f', 'qcow2', path, '1M')
+    header = read(path)[:112]
+    assert struct.unpack_from('>I', header, 100)[0] >= 105
+    incompatible = struct.unpack_from('>Q', header, 72)[0] | 1 << 3
+    bad = patched(path, str(workdir / 'ctype7.qcow2'), {72: struct.pack('>Q', incompatible), 104: b'\x07'})
+    assert 'qcow2_compression_type' not in feed_like_pipeline(bad).properties
+
+
+# ---------------------------------------------------------------- virtual size as qemu counts it
+
+def refresh_vhd_footer(data, offset, creator=None, current_size=None):
+    """Rewrite a VHD footer (or its copy) at offset with another creator app or current size, and its checksum."""
+    if creator is not None:
+        data[offset + 28:offset + 32] = creator
+    if current_size is not None:
+        struct.pack_into('>QQ', data, offset + 40, current_size, current_size)
+    struct.pack_into('>I', data, offset + 64, 0)
+    struct.pack_into('>I', data, offset + 64, ~sum(data[offset:offset + 512]) & 0xffffffff)
+
+
+@pytest.mark.parametrize('creator', [b'vpc ', b'qemu', b'win ', b'qem2', b'd2v ', b'CTXS', b'tap\x00', b'wa\x00\x00'])
+@pytest.mark.parametrize('subformat', ['dynamic', 'fixed'])
+def test_vhd_size_by_creator_app(workdir, creator, subformat):
+    """qemu sizes Virtual PC's and its own VHDs by CHS geometry, Hyper-V's and others' by current_size."""
+    path = str(workdir / ('chs-%s.vhd' % subformat))
+    run('qemu-img', 'create', '-q', '-f', 'vpc', '-o', 'subformat=' + subformat, path, '1000K')
+    data = bytearray(read(path))
+    offsets = [len(data) - 512] + ([0] if subformat == 'dynamic' else [])
+    for offset in offsets:
+        refresh_vhd_footer(data, offset, creator, 1000 * 1024)   # current_size below the CHS size
+    out = write(str(workdir / ('chs-%s-%s.vhd' % (subformat, creator.decode().strip('\x00 ')))), bytes(data))
+    report = feed_like_pipeline(out)
+    assert report.details['checksum_ok']
+    assert report.virtual_size == qemu_virtual_size(out, 'vpc')
+    assert report.virtual_size in (1000 * 1024, report.details['chs_size'])
+
+
+def test_odd_vdi_size_is_rounded_up(workdir):
+    path = str(workdir / 'odd.vdi')
+    run('qemu-img', 'create', '-q', '-f', 'vdi', path, '1M')
+    odd = patched(path, str(workdir / 'odd-size.vdi'), {0x170: struct.pack('<Q', MIB - 100)})
+    assert feed_like_pipeline(odd).virtual_size == qemu_virtual_size(odd, 'vdi') == MIB
+
+
+def test_partial_sector_sizes_are_dropped(workdir, qcow2, images):
+    """qemu counts whole 512-byte sectors of a qcow2 or VHDX size field."""
+    odd = patched(qcow2, str(workdir / 'odd-size.qcow2'), {24: struct.pack('>Q', 2 * MIB - 100)})
+    assert feed_like_pipeline(odd).virtual_size == qemu_virtual_size(odd, 'qcow2') == 2 * MIB - 512
+    _meta, _entry, item = vhdx_item_offset(read(images['vhdx']), '2FA54224-CD1B-4876-B211-5DBED83BF4B8')
+    odd = patched(images['vhdx'], str(workdir / 'odd-size.vhdx'), {item: struct.pack('<Q', 2 * MIB - 100)})
+    assert feed_like_pipeline(odd).virtual_size == qemu_virtual_size(odd, 'vhdx') == 2 * MIB - 512
+
+
+def test_raw_virtual_size_is_the_byte_count(workdir):
+    """Like Glance, a raw image's virtual size is its length, even where qemu rounds it up to a whole sector."""
+    path = write(str(workdir / 'odd.raw'), os.urandom(1000))
+    report = feed_like_pipeline(path)
+    assert (report.virtual_size, report.properties) == (1000, {})
+    assert qemu_virtual_size(path, 'raw') == 1024
