@@ -272,9 +272,9 @@ class SignatureSpec:
         chain = [self._certificate]
         while True:
             current = chain[-1]
-            if current in self._trusted and current.issuer == current.subject and _signed_by(self._crypto, current, current):
-                return chain
-            if current.issuer == current.subject:
+            if current.issuer == current.subject and _signed_by(self._crypto, current, current):
+                if current in self._trusted:
+                    return chain
                 raise SignatureError("the certificate '%s' (in the chain of signature.certificate '%s') is self-signed but not in "
                                      "signature.trusted_certs '%s'" % (_name(current), self.certificate_path, self.trusted_certs_path))
             issuer = self._issuer(current, now)
@@ -314,8 +314,7 @@ class SignatureSpec:
 
     def verifier(self):
         """A fresh incremental verifier: update(chunk) for each chunk of the image in order, then verify()."""
-        return _Verifier(self._crypto, self._public_key, self._signature, self.key_type, self.hash_method,
-                         "the certificate '%s' (%s)" % (self.subject, self.fingerprint))
+        return _Verifier(self._crypto.hashes, getattr(self._crypto.hashes, self.hash_method.replace('-', ''))(), self._verify_digest)
 
     def properties(self):
         """The image properties that record the signature (Glance's names; the certificate by fingerprint, not by key manager id)."""
@@ -326,19 +325,32 @@ class SignatureSpec:
             'img_signature_certificate_fingerprint': self.fingerprint,
         }
 
+    def _verify_digest(self, digest, algorithm):
+        """Raise SignatureError unless the signature was made over the data whose digest this is."""
+        crypto = self._crypto
+        prehashed = crypto.utils.Prehashed(algorithm)
+        try:
+            if self.key_type == 'RSA-PSS':
+                # As cursive: MGF1 with the same hash, and the largest salt.
+                pss = crypto.padding.PSS(mgf=crypto.padding.MGF1(algorithm), salt_length=crypto.padding.PSS.MAX_LENGTH)
+                self._public_key.verify(self._signature, digest, pss, prehashed)
+            elif self.key_type == 'DSA':
+                self._public_key.verify(self._signature, digest, prehashed)
+            else:
+                self._public_key.verify(self._signature, digest, crypto.ec.ECDSA(prehashed))
+        except crypto.exceptions.InvalidSignature:
+            raise SignatureError("signature verification failed for the image data: the signature (%s, %s) was not made over these bytes "
+                                 "with the key of the certificate '%s' (%s); the image or the signature was altered, or they do not belong "
+                                 "together; nothing was stored" % (self.key_type, self.hash_method, self.subject, self.fingerprint))
+
 
 class _Verifier:
-    """Hashes the image as it streams and checks the signature over the digest at the end."""
+    """Hashes the image as it streams; verify() checks the signature over the digest."""
 
-    def __init__(self, crypto, public_key, signature, key_type, hash_method, signer):
-        self._crypto = crypto
-        self._public_key = public_key
-        self._signature = signature
-        self._key_type = key_type
-        self._hash_method = hash_method
-        self._signer = signer
-        self._algorithm = getattr(crypto.hashes, hash_method.replace('-', ''))()
-        self._hash = crypto.hashes.Hash(self._algorithm)
+    def __init__(self, hashes, algorithm, verify_digest):
+        self._algorithm = algorithm
+        self._hash = hashes.Hash(algorithm)
+        self._verify_digest = verify_digest
         self._digest = None
 
     def update(self, data):
@@ -348,21 +360,4 @@ class _Verifier:
         """Raise SignatureError unless the signature matches the data passed to update()."""
         if self._digest is None:
             self._digest = self._hash.finalize()
-        try:
-            self._verify_digest()
-        except self._crypto.exceptions.InvalidSignature:
-            raise SignatureError('signature verification failed for the image data: the signature (%s, %s) was not made over these bytes '
-                                 'with the key of %s; the image or the signature was altered, or they do not belong together; nothing '
-                                 'was stored' % (self._key_type, self._hash_method, self._signer))
-
-    def _verify_digest(self):
-        crypto = self._crypto
-        prehashed = crypto.utils.Prehashed(self._algorithm)
-        if self._key_type == 'RSA-PSS':
-            # As cursive: MGF1 with the same hash, and the largest salt.
-            pss = crypto.padding.PSS(mgf=crypto.padding.MGF1(self._algorithm), salt_length=crypto.padding.PSS.MAX_LENGTH)
-            self._public_key.verify(self._signature, self._digest, pss, prehashed)
-        elif self._key_type == 'DSA':
-            self._public_key.verify(self._signature, self._digest, prehashed)
-        else:
-            self._public_key.verify(self._signature, self._digest, crypto.ec.ECDSA(prehashed))
+        self._verify_digest(self._digest, self._algorithm)

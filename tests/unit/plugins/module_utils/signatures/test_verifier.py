@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,7 @@ DEBIAN_PYTHON = '/usr/bin/python3'
 BINARY_CURVES = ('SECT571K1', 'SECT409K1', 'SECT571R1', 'SECT409R1')
 NO_BINARY_CURVES = pytest.mark.skipif(not hasattr(ec, 'SECT409K1'), reason='this cryptography has no binary (SECT) curves; '
                                       'test_binary_curves_with_debian_cryptography covers them')
+NO_CERTIFICATE = 'holds no certificate: give PEM certificates (-----BEGIN CERTIFICATE-----) or one DER certificate'
 _KEYS = {}
 
 
@@ -137,10 +139,11 @@ class Pki:
         directory.mkdir(parents=True, exist_ok=True)
         self.ca_kind = {'RSA': 'RSA', 'DSA': 'DSA'}.get(kind, 'SECP384R1')
         root_key, intermediate_key = key(self.ca_kind, 'root'), key(self.ca_kind, 'intermediate')
-        self.root = certificate(u'Test Root CA', root_key, **dict(dict(ca=True), **roles.get('root', {})))
-        self.intermediate = certificate(u'Test Intermediate CA', intermediate_key, (self.root, root_key), **dict(dict(ca=True), **roles.get('intermediate', {})))
+        options = dict((role, dict(dict(ca=role != 'leaf'), **roles.get(role, {}))) for role in ('root', 'intermediate', 'leaf'))
+        self.root = certificate(u'Test Root CA', root_key, **options['root'])
+        self.intermediate = certificate(u'Test Intermediate CA', intermediate_key, (self.root, root_key), **options['intermediate'])
         self.key = key(kind, 'leaf')
-        self.leaf = certificate(u'Image Signer', self.key, (self.intermediate, intermediate_key), **roles.get('leaf', {}))
+        self.leaf = certificate(u'Image Signer', self.key, (self.intermediate, intermediate_key), **options['leaf'])
         self.certificate = write_pem(directory / 'signer.pem', self.leaf)
         self.trusted_certs = write_pem(directory / 'trusted.pem', self.root, self.intermediate)
 
@@ -371,21 +374,22 @@ def test_bad_certificate_files(rsa_pki, data, tmp_path, option):
     assert message('signer.pem') == "signature.%s 'signer.pem' is not an absolute path: give the absolute path of the file on the managed host" % option
     assert message(str(tmp_path / 'nothing.pem')).endswith("'%s' does not exist on the managed host" % (tmp_path / 'nothing.pem'))
     assert message(str(tmp_path)).endswith('is not a regular file')
-    assert message('garbage.pem', os.urandom(3000)).endswith('holds no certificate: give PEM certificates (-----BEGIN CERTIFICATE-----) or one DER certificate')
+    assert message(rsa_pki.certificate + '/signer.pem').endswith('cannot be read: Not a directory')
+    assert message('garbage.pem', os.urandom(3000)).endswith(NO_CERTIFICATE)
     assert message('empty.pem', b'').endswith('is empty: it must hold PEM certificates')
     assert message('blank.pem', b'\n\n').endswith('is empty: it must hold PEM certificates')
-    assert message('key.pem', open(write_key(tmp_path / 'k', key('RSA', 'leaf')), 'rb').read()).endswith('holds no certificate: '
-                                                                                                         'give PEM certificates (-----BEGIN CERTIFICATE-----) or one DER certificate')
+    private_key = (tmp_path / 'key.pem')
+    write_key(private_key, key('RSA', 'leaf'))
+    assert message('key.pem', private_key.read_bytes()).endswith(NO_CERTIFICATE)
     block = b'-----BEGIN CERTIFICATE-----\n' + base64.encodebytes(os.urandom(600)) + b'-----END CERTIFICATE-----\n'
-    good = open(rsa_pki.certificate, 'rb').read()
-    assert message('broken.pem', good + block).endswith(': PEM certificate 2 of 2 is not a valid X.509 certificate')
+    assert message('broken.pem', Path(rsa_pki.certificate).read_bytes() + block).endswith(': PEM certificate 2 of 2 is not a valid X.509 certificate')
 
 
 def test_unreadable_file(rsa_pki, data, tmp_path):
     if os.geteuid() == 0:
         pytest.skip('root reads every file')
     path = tmp_path / 'locked.pem'
-    path.write_bytes(open(rsa_pki.certificate, 'rb').read())
+    path.write_bytes(Path(rsa_pki.certificate).read_bytes())
     path.chmod(0)
     assert 'cannot be read: Permission denied' in refused(InvalidArgument, rsa_pki.params(data, 'RSA-PSS'), certificate=str(path))
 
