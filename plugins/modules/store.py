@@ -156,6 +156,27 @@ options:
     description: A disabled store keeps its images readable but refuses imports, copies and deletions.
     type: bool
     default: true
+  retrieve_existing:
+    description:
+      - Import the image files already lying under I(path) (ZStack's "retrieve existing images"), once, into this store.
+        Only for a local C(file) store with C(state=present) and I(enabled=true).
+      - Considered are the regular files anywhere under I(path), except the store's own entries at its root (C(multistore.json),
+        C(retrieved.json), C(slices/), C(images/), C(staging/), C(locks/)), hidden entries (a leading C(.)) and C(lost+found).
+      - A file whose name ends with C(.raw), C(.img), C(.qcow2), C(.vmdk), C(.vdi), C(.vhd), C(.vhdx) or C(.iso) (any case) becomes
+        an image named after the file without that extension (C(/cloud_bs/iso/ubuntu-24.04.iso) is the image C(ubuntu-24.04)).
+        The extension declares the disk format (C(.img) is detected from the bytes); the property C(retrieved_from) records the path.
+      - Every file is vetted and imported like a I(src) of M(vmimages.multistore.image) (format inspection, md5 and sha512, slices).
+        The originals are never moved, changed or deleted. On xfs made with C(reflink=1) and on btrfs the store clones the
+        slices from the file instead of writing them, so a retrieval takes almost no new space there.
+      - Files that are not retrieved are listed in RV(skipped) with the reason, among them other file names, symlinks (never
+        followed), files the format inspector refuses (for example a qcow2 with a backing file), names another image already has
+        (rename the file), unreadable files and files modified while they were read (retried on the next run).
+      - Each retrieved file is remembered in C(retrieved.json) at the store root (its path, size and mtime, and the image id).
+        A remembered file is never retrieved again, even after its image was deleted; rename the file (or remove its entry)
+        to retrieve it again. A file modified after its retrieval is retrieved again when its name is free.
+      - In check mode the files that would be retrieved are listed (their headers are inspected, nothing is written).
+    type: bool
+    default: false
   state:
     description: C(present) declares (and initializes) the store, C(absent) removes the declaration and keeps the data.
     type: str
@@ -220,6 +241,13 @@ EXAMPLES = r'''
     access_key: "images:swift"
     secret_key: "{{ vault_swift_key }}"
 
+- name: Import the image files already under the store's path, once
+  vmimages.multistore.store:
+    name: central
+    path: /cloud_bs
+    retrieve_existing: true
+  register: central_store
+
 - name: Forget a store (its data stays on disk; declaring the path again finds it)
   vmimages.multistore.store:
     name: old
@@ -245,12 +273,51 @@ store:
     free: 96636764160
     image_count: 1
     slice_count: 1
+retrieved:
+  description:
+    - The image files imported by I(retrieve_existing) in this run (in check mode, those that would be, with C(id) null).
+  returned: when I(retrieve_existing=true)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the new image (the file name without its image extension).
+      type: str
+    id:
+      description: Id of the new image.
+      type: str
+    path:
+      description: Absolute path of the file, left in place.
+      type: str
+    size:
+      description: Size of the file in bytes.
+      type: int
+    disk_format:
+      description: Disk format of the image (from the extension, or detected).
+      type: str
+  sample:
+    - {name: ubuntu-24.04, id: 5c3b7a3e-1f7e-4a8e-9d0c-2f5b8a1e6c44, path: /cloud_bs/iso/ubuntu-24.04.iso, size: 2754981888, disk_format: iso}
+skipped:
+  description: Files under the store path that I(retrieve_existing) did not import, with the reason (nothing was changed for them).
+  returned: when I(retrieve_existing=true)
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: Absolute path of the file (or directory).
+      type: str
+    reason:
+      description: Why it was not retrieved, and what to do about it.
+      type: str
+  sample:
+    - {path: /cloud_bs/old/overlay.qcow2, reason: "refused by the format inspector: the qcow2 image has a backing file ..."}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
     open_registry, registry_argument_spec, run)
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.retrieve import Retrieval
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
 
 
@@ -284,6 +351,7 @@ def main():
         sync_network=dict(type='str'),
         quota=dict(type='dict', options=dict(bytes=dict(type='raw'), images=dict(type='int'))),
         enabled=dict(type='bool', default=True),
+        retrieve_existing=dict(type='bool', default=False),
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     argument_spec.update(registry_argument_spec())
@@ -293,8 +361,13 @@ def main():
     def work():
         registry = open_registry(module)
         declaration = StoreDeclaration(registry, module.params)
+        retrieval = None
         if module.params['state'] == 'present':
+            if module.params['retrieve_existing']:
+                retrieval = Retrieval.for_store(registry, declaration.name, module.params)
             changed = declaration.present(module.check_mode)
+            if retrieval is not None:
+                changed = retrieval.run(module.check_mode) or changed
             store = describe(registry.open(declaration.name)) if not module.check_mode or not changed else declaration.after
         else:
             changed = declaration.absent(module.check_mode)
@@ -302,6 +375,11 @@ def main():
         result = {'changed': changed, 'store': store}
         if module._diff:
             result['diff'] = {'before': declaration.before, 'after': declaration.after}
+        if retrieval is not None:
+            result.update(retrieved=retrieval.retrieved, skipped=retrieval.skipped)
+            if module._diff:
+                result['diff'] = {'before': dict(declaration.before or {}, retrieved=retrieval.before),
+                                  'after': dict(declaration.after or {}, retrieved=retrieval.after)}
         return result
 
     run(module, work)

@@ -7,11 +7,16 @@ The file is written sparse (zero slices become holes) under a temporary name, ev
 against its sha256 and the whole file against the record's sha512 while it is written, then it is
 renamed into place. A stamp in an extended attribute (image id, digest, size, mtime) lets the next
 run see that the file is up to date without reading it again.
+
+From a local file store to a destination on the same xfs (reflink=1) or btrfs filesystem, the slices are
+cloned instead (see write_raw): a 10 GiB image materializes in well under a second and shares its blocks
+with the store, copy-on-write.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import hashlib
 import json
 import os
@@ -24,7 +29,8 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps 
     import Queue as queue  # noqa
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, StoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import fsync_dir, remove_file, temp_name, write_all
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import clone_range, fsync_dir, remove_file, temp_name, write_all
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
 
 STAMP_XATTR = 'user.vmimages.multistore'
 # qemu-img's names for Glance's disk formats it can convert from.
@@ -68,11 +74,75 @@ class _Sha512Thread(threading.Thread):
         return self.whole.hexdigest()
 
 
-def write_raw(store, record, slice_list, path):
-    """Write the image's bytes as imported to ``path``, sparse, verified; return the sha512."""
+def write_raw(store, record, slice_list, path, verify=False):
+    """Write the image's bytes as imported to ``path``, sparse, verified; return how: 'reflink' or 'copy'.
+
+    From a local file store on a filesystem that shares blocks (xfs with reflink=1, btrfs) each slice file is
+    cloned to its offset (O(1) per slice, no data read). The slices were verified against their sha256 when they
+    were written, and a clone shares their blocks, so a clone is checked by the slice file's size and the ioctl's
+    success; ``verify`` adds a full read of the result against the record's sha512. Elsewhere the slices are read,
+    each checked against its sha256 and the whole against the sha512 while it is written.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        cloned = _clone_slices(store, record, slice_list, fd) if isinstance(store.backend, FileStore) else None
+        if cloned is None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            _copy_slices(store, record, slice_list, fd)
+        os.ftruncate(fd, slice_list.size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if cloned and verify:
+        digest = _file_sha512(path)
+        if digest != record.get('os_hash_value'):
+            raise StoreError("image %s in store '%s': the cloned file does not match the image's sha512: run store_cleanup with verify: true "
+                             "on the store, or export from another store" % (record['id'], store.name))
+    return 'reflink' if cloned else 'copy'
+
+
+def _corrupt(store, record, digest):
+    return StoreError("slice %s of image %s is corrupt in store '%s': export from another store, or delete the image from this one and copy it "
+                      "from another store" % (digest, record['id'], store.name))
+
+
+def _clone_slices(store, record, slice_list, fd):
+    """Clone every data slice into ``fd`` at its offset; return the number cloned, or None when the filesystem
+    shares no blocks between the store and ``fd`` (the caller copies instead). A range the filesystem refuses
+    alone (EINVAL: an unaligned tail) is copied, verified."""
+    cloned = 0
+    for index, digest in enumerate(slice_list.slices):
+        if digest is None:
+            continue  # a hole
+        length = slice_list.slice_length(index)
+        offset = index * slice_list.slice_size
+        try:
+            source = os.open(store.backend.slice_path(digest), os.O_RDONLY)
+        except OSError:
+            raise _corrupt(store, record, digest)
+        try:
+            if os.fstat(source).st_size != length:
+                raise _corrupt(store, record, digest)
+            refused = clone_range(source, 0, length, fd, offset)
+            if refused is None:
+                cloned += 1
+                continue
+            if not cloned and refused != errno.EINVAL:
+                return None
+            data = os.pread(source, length, 0)
+        finally:
+            os.close(source)
+        if len(data) != length or hashlib.sha256(data).hexdigest() != digest:
+            raise _corrupt(store, record, digest)
+        os.lseek(fd, offset, os.SEEK_SET)
+        write_all(fd, data)
+    return cloned
+
+
+def _copy_slices(store, record, slice_list, fd):
+    """Write every slice's bytes, sparse; each checked against its sha256 and the whole against the sha512."""
     whole = _Sha512Thread()
     whole.start()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         stored = store.backend.read_image_slices(record['id'], slice_list, [digest for digest in slice_list.slices if digest])
         for index, digest in enumerate(slice_list.slices):
@@ -83,19 +153,25 @@ def write_raw(store, record, slice_list, path):
                 continue
             dummy, data = next(stored)
             if len(data) != length or hashlib.sha256(data).hexdigest() != digest:
-                raise StoreError("slice %s of image %s is corrupt in store '%s': export from another store, or delete the image from this one and copy it "
-                                 "from another store" % (digest, record['id'], store.name))
+                raise _corrupt(store, record, digest)
             whole.update(data)
             write_all(fd, data)
-        os.ftruncate(fd, slice_list.size)
-        os.fsync(fd)
     finally:
-        os.close(fd)
         digest = whole.hexdigest()
     if digest != record.get('os_hash_value'):
         raise StoreError("image %s in store '%s' does not match its sha512: its slice list is damaged; export from another store"
                          % (record['id'], store.name))
-    return digest
+
+
+def _file_sha512(path):
+    whole = hashlib.sha512()
+    with open(path, 'rb', buffering=0) as handle:
+        buf = bytearray(len(ZEROS))
+        while True:
+            count = handle.readinto(buf)
+            if not count:
+                return whole.hexdigest()
+            whole.update(memoryview(buf)[:count])
 
 
 def convert(source, source_format, dest, output_format):
@@ -115,11 +191,14 @@ def convert(source, source_format, dest, output_format):
 
 
 class Export:
-    def __init__(self, catalog, view, store_name, dest, output_format='original', mode=None):
+    def __init__(self, catalog, view, store_name, dest, output_format='original', mode=None, verify=False):
         if not os.path.isabs(dest):
             raise InvalidArgument("dest '%s' is relative: give an absolute path on the host" % dest)
         self.view = view
         self.store = catalog.store(store_name)
+        if store_name in view.deactivated_stores():
+            raise ImageError("image '%s' (id %s) is deactivated: re-enable it with enabled: true (vmimages.multistore.image) before "
+                             "exporting it" % (view.reference().get('name'), view.id))
         if store_name not in view.active_stores():
             raise ImageError("image '%s' (id %s) is not active in store '%s' (active in: %s)"
                              % (view.reference().get('name'), view.id, store_name, ', '.join(view.active_stores()) or 'none'))
@@ -127,6 +206,8 @@ class Export:
         self.dest = dest
         self.output_format = self.record['disk_format'] if output_format in (None, 'original') else output_format
         self.mode = mode
+        self.verify = verify
+        self.method = None  # how run() materialized the file: 'reflink' or 'copy'
         directory = os.path.dirname(dest)
         if not os.path.isdir(directory):
             raise InvalidArgument('the directory of dest %s does not exist: create it first' % dest)
@@ -147,12 +228,13 @@ class Export:
         raw = temp_name(self.dest)
         converted = None
         try:
-            write_raw(self.store, self.record, slice_list, raw)
+            self.method = write_raw(self.store, self.record, slice_list, raw, self.verify)
             final = raw
             if self.output_format != self.record['disk_format'] and not (
                     self.output_format == 'raw' and QEMU_FORMATS.get(self.record['disk_format']) == 'raw'):
                 converted = temp_name(self.dest)
                 convert(raw, self.record['disk_format'], converted, self.output_format)
+                self.method = 'copy'  # qemu-img wrote the converted bytes
                 remove_file(raw)
                 final = converted
             if self.mode is not None:
@@ -183,7 +265,7 @@ class Export:
     def describe(self):
         info = {'dest': self.dest, 'id': self.view.id, 'name': self.record.get('name'), 'store': self.store.name,
                 'format': self.output_format, 'os_hash_value': self.record.get('os_hash_value'),
-                'up_to_date': not self.needs_export()}
+                'up_to_date': not self.needs_export(), 'method': self.method}
         if os.path.exists(self.dest):
             stat = os.stat(self.dest)
             info['mode'] = '%04o' % (stat.st_mode & 0o7777)

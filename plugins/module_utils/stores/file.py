@@ -11,6 +11,11 @@ Layout under the store root::
     images/<id>/slices.json       the ordered slice list
     staging/                      slices of running imports, removed images before deletion
     locks/                        per-image expiring locks, the slice guard
+    retrieved.json                files retrieved as images (retrieve_existing), see images/retrieve.py
+
+Where the filesystem can share blocks (xfs made with reflink=1, btrfs), a slice read from a local file is
+cloned from that file's range instead of written (FileSliceWriter.put with ``origin``): importing a file
+that already lies on the store's filesystem costs no new space, and exports clone slices back out.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import (
-    atomic_write_json, fsync_dir, makedirs, read_json, remove_file, write_all)
+    atomic_write_json, clone_range, fsync_dir, makedirs, read_json, remove_file, write_all)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock, SliceGuard
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
@@ -35,6 +40,9 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base im
 IDENTITY_FILE = 'multistore.json'
 DIRECT_ALIGN = 4096
 LAYOUT_DIRS = ('slices', 'images', 'staging', 'locks')
+RETRIEVED_FILE = 'retrieved.json'
+# What the store itself keeps at its root: never taken for an image lying there (retrieve_existing).
+LAYOUT_ENTRIES = frozenset(LAYOUT_DIRS + (IDENTITY_FILE, RETRIEVED_FILE))
 
 
 class FileSliceWriter(SliceWriter):
@@ -96,13 +104,40 @@ class FileSliceWriter(SliceWriter):
             return False
         return True
 
-    def put(self, digest, data, index=None):
+    # Cleared once the filesystem refuses a clone for a reason that holds for every slice (not reflink-capable,
+    # another filesystem): the rest of the transfer writes without asking again.
+    clones = True
+    cloned_bytes = 0
+
+    def _clone(self, path, origin, length):
+        """Clone ``length`` bytes at ``origin`` (fd, offset) into a new slice file; False when refused."""
+        if not self.clones:
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            refused = clone_range(origin[0], origin[1], length, fd, 0)
+            if refused is None and os.fstat(fd).st_size != length:
+                refused = errno.EINVAL  # the source is shorter than the slice read from it: write the bytes read
+        finally:
+            os.close(fd)
+        if refused is None:
+            self.cloned_bytes += length
+            return True
+        if refused != errno.EINVAL:  # EINVAL: this range only (an unaligned tail not at the source's end)
+            self.clones = False
+        return False
+
+    def put(self, digest, data, index=None, origin=None):
+        """Stage a slice; with ``origin`` (fd, offset), the slice's bytes are also at that range of a local file,
+        which is cloned where the filesystem can (the bytes were hashed as read; the caller checks the file did
+        not change meanwhile), else written."""
         if digest in self.staged or self.store.has_slice(digest):
             return False
         path = os.path.join(self.directory, digest)
         partial = path + '.part'
-        if not self._write_direct(partial, data):
-            _write_file(partial, data, 0)
+        if origin is None or not self._clone(partial, origin, len(data)):
+            if not self._write_direct(partial, data):
+                _write_file(partial, data, 0)
         os.rename(partial, path)
         self.staged[digest] = path
         self.new_bytes += len(data)

@@ -33,7 +33,12 @@ class LocalFileSource:
 class LocalFileReader:
     def __init__(self, path):
         self.handle = open(path, 'rb', buffering=0)
-        self.expected_size = os.fstat(self.handle.fileno()).st_size
+        stat = os.fstat(self.handle.fileno())
+        self.expected_size = stat.st_size
+        self.mtime_ns = stat.st_mtime_ns
+        # File stores clone slices from this fd where the filesystem can (pipeline.run); the mtime check in
+        # finish() makes sure the cloned ranges still hold the bytes that were hashed.
+        self.clone_fd = self.handle.fileno()
         if hasattr(os, 'posix_fadvise'):
             os.posix_fadvise(self.handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
@@ -50,6 +55,9 @@ class LocalFileReader:
     def finish(self, count):
         if count != self.expected_size:
             raise SourceError('the source changed while it was read: %d bytes read, %d expected' % (count, self.expected_size))
+        if os.fstat(self.handle.fileno()).st_mtime_ns != self.mtime_ns:
+            raise SourceError('the source changed while it was read (it was modified meanwhile): nothing was stored; '
+                              'run again once it is no longer being written')
 
     def close(self):
         self.handle.close()
