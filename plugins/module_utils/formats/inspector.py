@@ -9,7 +9,8 @@ and, for the few layouts whose metadata lives past the header (VHDX metadata, a 
 VHD dynamic header), small captures of exactly those ranges. It never keeps or scans anything else, so
 feeding a multi-GB stream costs a counter update per chunk once the header is complete.
 
-From those bytes it detects the disk format (Glance disk_format names), its virtual size, and refuses
+From those bytes it detects the disk format (Glance disk_format names), its virtual size (as qemu counts it),
+the image properties its headers state (FormatReport.properties, Glance names where Glance has them), and refuses
 images that would make qemu open other files (backing files, external data files, VMDK extents,
 differencing parents: the CVE-2024-32498 class) or that use features it does not know.
 
