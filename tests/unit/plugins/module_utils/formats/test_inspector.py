@@ -830,16 +830,16 @@ def test_iso_properties_and_size(iso_images, tool):
     assert report.virtual_size == qemu_virtual_size(iso_images[tool], 'raw')
 
 
-def test_encrypted_qcow2_is_recorded(workdir):
-    path = str(workdir / 'luks.qcow2')
+@pytest.mark.parametrize('compat, expected', [('0.10', QCOW2_V2), ('1.1', QCOW2_V3)])
+def test_encrypted_qcow2_is_recorded(workdir, compat, expected):
+    """crypt_method is read from the header; the legacy AES method because LUKS creation benchmarks its KDF for seconds."""
+    path = str(workdir / ('aes-%s.qcow2' % compat))
     run('qemu-img', 'create', '-q', '--object', 'secret,id=sec0,data=123456', '-f', 'qcow2',
-        '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '1M')
+        '-o', 'compat=%s,encrypt.format=aes,encrypt.key-secret=sec0' % compat, path, '1M')
     report = feed_like_pipeline(path)
-    assert report.format == 'qcow2'
-    assert report.properties == dict(QCOW2_V3, qcow2_cluster_size='65536', qcow2_encrypted='true')
-    info = json.loads(run('qemu-img', 'info', '--output=json', '--object', 'secret,id=sec0,data=123456',
-                          '--image-opts', 'driver=qcow2,file.filename=%s,encrypt.key-secret=sec0' % path))
-    assert report.virtual_size == info['virtual-size']
+    assert report.format == 'qcow2' and report.details['encryption_method'] == 1
+    assert report.properties == dict(expected, qcow2_cluster_size='65536', qcow2_encrypted='true')
+    assert report.virtual_size == qemu_virtual_size(path, 'qcow2')
 
 
 @pytest.mark.parametrize('written, glance', [('lsisas1068', 'lsiLogicsas'), ('pvscsi', 'paraVirtual'), ('LSILOGIC', 'lsiLogic'),
