@@ -1,0 +1,120 @@
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A store's sync network given as a network (10.203.0.0/24): resolved on its host, and copies go over it.
+
+edge1 declares its file store with ``sync_network: 10.203.0.0/24`` through Ansible; central registers it
+as a remote store and copies an image there. The bytes are counted on edge1's interfaces: they must
+arrive on eth2 (sync), not on eth0 (management) nor eth1 (data).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from labrun import LAB, ROOT, lab_cmd as lab
+
+NAME = 'ci-syncnet'
+MGMT_NET = '10.218.0.0/24'
+# eth1 = data, eth2 = sync: up without addresses in a fresh lab; the store host's role would configure them.
+ADDRESSES = {'central': {'eth1': '10.202.0.11/24', 'eth2': '10.203.0.11/24'},
+             'edge1': {'eth1': '10.202.0.12/24', 'eth2': '10.203.0.12/24'}}
+IMAGE_MIB = 48
+ANSIBLE_BIN = os.path.join(os.path.dirname(sys.executable), 'ansible')
+
+
+def run_on(state, host, command, data=None):
+    proc = subprocess.run([sys.executable, LAB, 'exec', '--name', NAME, '--state-dir', state, '--host', host, '--'] + command,
+                          input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
+    assert proc.returncode == 0, '%s on %s: %s' % (' '.join(command), host, proc.stderr.decode('utf-8', 'replace'))
+    return proc.stdout.decode('utf-8')
+
+
+def module(state, host, name, args, check=False):
+    """One module run through Ansible with the lab's inventory; the host's result as a dict."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
+               ANSIBLE_STDOUT_CALLBACK='json')
+    argv = [ANSIBLE_BIN, '-i', os.path.join(state, 'inventory.yml'), host, '-m', 'vmimages.multistore.%s' % name, '-a', json.dumps(args)]
+    proc = subprocess.run(argv + (['--check', '--diff'] if check else ['--diff']), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, env=env, cwd=ROOT, timeout=900, check=False)
+    try:
+        return json.loads(proc.stdout)['plays'][0]['tasks'][0]['hosts'][host]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError('ansible %s %s: no result\n%s\n%s' % (host, name, proc.stdout[-3000:], proc.stderr[-3000:]))
+
+
+def rx_bytes(state, host):
+    """Bytes received per interface (/proc/net/dev: the counters of /sys/class/net/*/statistics, read in the host's namespace)."""
+    lines = run_on(state, host, ['cat', '/proc/net/dev']).splitlines()[2:]
+    counters = dict((name.strip(), int(numbers.split()[0])) for name, numbers in (line.split(':', 1) for line in lines))
+    return dict((interface, counters[interface]) for interface in ('eth0', 'eth1', 'eth2'))
+
+
+@pytest.fixture(scope='module')
+def sync_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip('the lab needs root')
+    state = str(tmp_path_factory.mktemp('lab') / NAME)
+    lab('create', '--name', NAME, '--state-dir', state, '--hosts', 'central,edge1', '--mgmt-net', MGMT_NET)
+    try:
+        for host, addresses in ADDRESSES.items():
+            for interface, address in addresses.items():
+                run_on(state, host, ['ip', 'addr', 'add', address, 'dev', interface])
+        # central reaches edge1 with the lab's key; known_hosts names edge1 (the store's host), as the role writes it
+        with open(os.path.join(state, 'ssh', 'id_ed25519'), 'rb') as handle:
+            run_on(state, 'central', ['sh', '-c', 'umask 077 && cat > /root/lab_key'], handle.read())
+        with open(os.path.join(state, 'ssh', 'known_hosts'), 'rb') as handle:
+            run_on(state, 'central', ['sh', '-c', 'cat > /root/lab_known_hosts'], handle.read())
+        yield state
+    finally:
+        lab('destroy', '--name', NAME, '--state-dir', state)
+
+
+EDGE1 = {'name': 'edge1', 'path': '/srv/edge1', 'site_role': 'edge', 'sync_network': '10.203.0.0/24', 'data_network': '10.202.0.0/24'}
+
+
+@pytest.mark.lab
+def test_a_network_without_an_address_of_the_host_declares_nothing(sync_lab):
+    result = module(sync_lab, 'edge1', 'store', {'name': 'nowhere', 'path': '/srv/nowhere', 'sync_network': '10.99.0.0/24'})
+    assert result.get('failed'), result
+    assert result['msg'].startswith("store 'nowhere': sync_network 10.99.0.0/24: this host has no address in it (its addresses: "), result
+    assert '10.203.0.12/24 on eth2' in result['msg'] and 'multistore_networks' in result['msg']
+    leftovers = run_on(sync_lab, 'edge1', ['sh', '-c', 'ls -d /srv/nowhere /var/lib/vmimages-multistore/stores/nowhere.json 2>/dev/null; true'])
+    assert leftovers == ''
+
+
+@pytest.mark.lab
+def test_the_sync_network_is_resolved_on_the_store_host_and_carries_the_copy(sync_lab):
+    check = module(sync_lab, 'edge1', 'store', EDGE1, check=True)
+    assert check['changed'] and check['diff']['after']['sync_address'] == '10.203.0.12/24', check
+    first = module(sync_lab, 'edge1', 'store', EDGE1)
+    assert first['changed'], first
+    store = first['store']
+    assert (store['sync_network'], store['sync_address'], store['data_network'], store['data_address']) == \
+        ('10.203.0.0/24', '10.203.0.12/24', '10.202.0.0/24', '10.202.0.12/24')
+    again = module(sync_lab, 'edge1', 'store', EDGE1)
+    assert not again['changed'], again
+
+    assert not module(sync_lab, 'central', 'store', {'name': 'central', 'path': '/srv/central', 'site_role': 'central'}).get('failed')
+    remote = {'name': 'edge1', 'path': '/srv/edge1', 'host': 'edge1', 'private_key': '/root/lab_key', 'known_hosts': '/root/lab_known_hosts'}
+    registered = module(sync_lab, 'central', 'store', remote)
+    assert registered['changed'] and registered['diff']['after']['sync_address'] == '10.203.0.12/24', registered
+    assert (registered['store']['address'], registered['store']['address_note']) == ('10.203.0.12', None), registered
+    assert not module(sync_lab, 'central', 'store', remote)['changed']
+
+    run_on(sync_lab, 'central', ['dd', 'if=/dev/urandom', 'of=/srv/disk.raw', 'bs=1M', 'count=%d' % IMAGE_MIB, 'status=none'])
+    imported = module(sync_lab, 'central', 'image', {'name': 'disk', 'src': '/srv/disk.raw', 'disk_format': 'raw', 'stores': ['central']})
+    assert imported['changed'] and not imported.get('failed'), imported
+    before = rx_bytes(sync_lab, 'edge1')
+    copied = module(sync_lab, 'central', 'image', {'name': 'disk', 'stores': ['central', 'edge1']})
+    after = rx_bytes(sync_lab, 'edge1')
+    assert copied['changed'] and not copied.get('failed'), copied
+    received = dict((interface, after[interface] - before[interface]) for interface in after)
+    print('\nedge1 received during the copy of %d MiB: %s' % (IMAGE_MIB, json.dumps(received, sort_keys=True)))
+    image_bytes = IMAGE_MIB << 20
+    assert received['eth2'] >= image_bytes, received
+    assert received['eth0'] < image_bytes // 20 and received['eth1'] < image_bytes // 20, received
+    listed = run_on(sync_lab, 'edge1', ['sh', '-c', 'ls /srv/edge1/images'])
+    assert len(listed.split()) == 1
