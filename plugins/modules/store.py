@@ -98,8 +98,9 @@ options:
       - Host name or address of another host that holds the file store, reached over SSH. Without it the store is local.
       - The store must have been declared on that host first (this module run there). Here it is only registered, and its
         identity is read, not changed (I(zone), I(site_role), I(quota), I(enabled) and the networks are the owner's).
-      - Copies use the store host's address in the image-sync network when this host shares that network, the data
-        network otherwise, and I(host) last.
+      - Copies use the store host's address in its image-sync network when this host has an address in that network,
+        its data address likewise otherwise, and I(host) last; C(address) and C(address_note) in the result say which
+        one and why a declared one is not used.
     type: str
   port:
     description: SSH port of I(host).
@@ -134,13 +135,22 @@ options:
     type: str
     choices: [central, edge]
   data_network:
-    description: Data network of the store host in CIDR form (C(10.1.0.0/24) or C(10.1.0.11/24)).
+    description:
+      - Data network of the store host, as the host's address with its prefix (C(10.1.0.11/24)) or as a network
+        (C(10.1.0.0/24)), IPv4 or IPv6.
+      - A network is resolved on this host to its address in it (read from the kernel), recorded as C(data_address)
+        next to the declared network; no address of this host in it is an error and nothing is declared.
+      - Copies from hosts with no address in the store's image-sync network use C(data_address).
     type: str
   sync_network:
     description:
-      - Image-sync network of the store host in CIDR form; store-to-store copies prefer it.
-      - Give the host's own address with its prefix (C(10.2.0.11/24)) so that other hosts can reach the store there;
-        a bare network (C(10.2.0.0/24)) is recorded but not dialled.
+      - Image-sync network of the store host, as the host's address with its prefix (C(10.2.0.11/24)) or as a network
+        (C(10.2.0.0/24)), IPv4 or IPv6. Copies to and from this store go over it from every host that has an address
+        in it (ZStack's rule).
+      - A network is resolved on this host to its address in it, recorded as C(sync_address) next to the declared
+        network, so a run with the same network changes nothing; no address of this host in it is an error and
+        nothing is declared. Check and diff mode show the resolved address.
+      - For an C(rbd), C(s3) or C(swift) store, shared by several hosts, the networks are recorded as given.
     type: str
   quota:
     description: Limits checked before and during imports and copies.
@@ -266,6 +276,8 @@ store:
     id: 0b6e1f1e-4a51-4c4b-9b53-6f0b0e5d8c77
     zone: zone-a
     site_role: central
+    sync_network: 10.2.0.0/24
+    sync_address: 10.2.0.11/24
     enabled: true
     status: connected
     capacity: 107374182400
