@@ -78,7 +78,7 @@ def _decode_signature(value):
 def _read_certificates(crypto, option, path):
     """The certificates of a file: every CERTIFICATE block of a PEM file in order, or the one of a DER file."""
     where = "signature.%s '%s'" % (option, path)
-    if not isinstance(path, str) or not os.path.isabs(path):
+    if not isinstance(path, str) or not os.path.isabs(path) or '\x00' in path:
         raise InvalidArgument('%s is not an absolute path: give the absolute path of the file on the managed host' % where)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
