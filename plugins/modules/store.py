@@ -178,7 +178,7 @@ options:
       - Every file is vetted and imported like a I(src) of M(vmimages.multistore.image) (format inspection, md5 and sha512, slices).
         The originals are never moved, changed or deleted. On xfs made with C(reflink=1) and on btrfs the store clones the
         slices from the file instead of writing them, so a retrieval takes almost no new space there.
-      - Files that are not retrieved are listed in RV(skipped) with the reason, among them other file names, symlinks (never
+      - Files that are not retrieved are listed in RV(skipped_files) with the reason, among them other file names, symlinks (never
         followed), files the format inspector refuses (for example a qcow2 with a backing file), names another image already has
         (rename the file), unreadable files and files modified while they were read (retried on the next run).
       - Each retrieved file is remembered in C(retrieved.json) at the store root (its path, size and mtime, and the image id).
@@ -309,8 +309,10 @@ retrieved:
       type: str
   sample:
     - {name: ubuntu-24.04, id: 5c3b7a3e-1f7e-4a8e-9d0c-2f5b8a1e6c44, path: /cloud_bs/iso/ubuntu-24.04.iso, size: 2754981888, disk_format: iso}
-skipped:
-  description: Files under the store path that I(retrieve_existing) did not import, with the reason (nothing was changed for them).
+skipped_files:
+  description:
+    - Files under the store path that I(retrieve_existing) did not import, with the reason (nothing was changed for them).
+    - Not named C(skipped), which Ansible reads as "the task was skipped".
   returned: when I(retrieve_existing=true)
   type: list
   elements: dict
@@ -388,7 +390,7 @@ def main():
         if module._diff:
             result['diff'] = {'before': declaration.before, 'after': declaration.after}
         if retrieval is not None:
-            result.update(retrieved=retrieval.retrieved, skipped=retrieval.skipped)
+            result.update(retrieved=retrieval.retrieved, skipped_files=retrieval.skipped)
             if module._diff:
                 result['diff'] = {'before': dict(declaration.before or {}, retrieved=retrieval.before),
                                   'after': dict(declaration.after or {}, retrieved=retrieval.after)}

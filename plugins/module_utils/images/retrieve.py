@@ -38,7 +38,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import atomic_write_json, read_json
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_image_name, check_store_path
-from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector
+from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector, FormatReport, check_declared
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import LAYOUT_ENTRIES, RETRIEVED_FILE
 
@@ -186,7 +186,7 @@ class Retrieval:
         taken = {}
         for view in catalog.images().values():
             record = view.reference()
-            taken.setdefault(record.get('name'), (view.id, record))
+            taken.setdefault(record.get('name'), (view.id, record, None))
         for path, relpath, info in self._candidates():
             known = self.remembered.get(relpath)
             if known and (known.get('size'), known.get('mtime_ns')) == (info.st_size, info.st_mtime_ns):
@@ -202,19 +202,22 @@ class Retrieval:
                 self._skip(path, str(exc))
                 continue
             if name in taken:
-                image_id, record = taken[name]
+                image_id, record, first = taken[name]
                 if known:
                     self._skip(path, "changed since it was retrieved as image '%s' (id %s), which keeps the old bytes: rename the file "
                                      "to retrieve this version as another image" % (known.get('name'), known.get('id')))
                 elif (record.get('properties') or {}).get('retrieved_from') == path and record.get('size') == info.st_size:
                     if not check_mode:
                         self._remember(relpath, info, image_id, name)  # retrieved by a run that stopped before it could remember it
+                elif first:
+                    self._skip(path, "the name '%s' goes to %s, retrieved first (files are taken in path order): rename the file to retrieve "
+                                     "it under another name" % (name, first))
                 else:
                     self._skip(path, "the name '%s' is taken by image %s: rename the file to retrieve it under another name" % (name, image_id))
                 continue
             entry = self._retrieve(path, relpath, info, name, declared, check_mode)
             if entry is not None:
-                taken[name] = (entry['id'], {})
+                taken[name] = (entry['id'], {}, path)
                 self.retrieved.append(entry)
                 if lock is not None:
                     lock.refresh()
@@ -234,8 +237,12 @@ class Retrieval:
                 return None
             try:
                 detected = _peek(fd)
+                # The header decides, except that a fixed VHD shows as raw until its footer is read (the import checks that).
+                if declared and not (declared == 'vhd' and detected == 'raw'):
+                    check_declared(declared, FormatReport(detected, None))
             except FormatError as exc:
-                self._skip(path, 'refused by the format inspector: %s' % exc)
+                hint = ' (the format was taken from the file extension: rename the file to match its format)' if 'disk_format is' in str(exc) else ''
+                self._skip(path, 'refused by the format inspector: %s%s' % (exc, hint))
                 return None
             except OSError as exc:
                 self._skip(path, 'unreadable (%s)' % (exc.strerror or exc))
@@ -256,10 +263,8 @@ class Retrieval:
         try:
             request.present(check_mode=False)
         except MultistoreError as exc:
-            # The inspector's refusals, a file modified while it was read, the edge rule, the quota: this file only.
-            hint = ' (the format was taken from the file extension: rename the file to match its format)' \
-                if declared and isinstance(exc, FormatError) and 'disk_format is' in str(exc) else ''
-            self._skip(entry['path'], 'not retrieved: %s%s' % (exc, hint))
+            # The inspector's refusals past the header, a file modified while it was read, the edge rule, the quota: this file only.
+            self._skip(entry['path'], 'not retrieved: %s' % exc)
             return None
         view = request.catalog.find(request.image_id)
         record = view.reference() if view else {}
