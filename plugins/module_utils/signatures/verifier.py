@@ -46,11 +46,11 @@ def _cryptography():
     """The cryptography modules, imported on first use so that the engine imports without them."""
     try:
         from cryptography import exceptions, x509
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa, utils
     except ImportError:
         raise InvalidArgument(NEEDS_CRYPTOGRAPHY)
-    return types.SimpleNamespace(exceptions=exceptions, x509=x509, hashes=hashes, serialization=serialization, dsa=dsa, ec=ec,
+    return types.SimpleNamespace(exceptions=exceptions, x509=x509, hashes=hashes, dsa=dsa, ec=ec,
                                  ed448=ed448, ed25519=ed25519, padding=padding, rsa=rsa, utils=utils)
 
 
