@@ -36,6 +36,12 @@ try:
 except ImportError:  # pragma: no cover
     import Queue as queue  # noqa
 
+try:
+    from ansible.module_utils.common.warnings import warn
+except ImportError:  # the engine without Ansible: the note is still in store_info and in connection errors
+    def warn(message):
+        pass
+
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.networks import (
     AddressesUnavailable, addresses_in, describe_addresses, host_addresses, is_network)
@@ -105,8 +111,8 @@ def choose_address(config, addresses=None):
     """(address to dial, note) for a store on another host, by ZStack's rule: its sync address when this host has
     an address in its sync network, else its data address likewise, else the management ``host``.
 
-    The note says why a declared sync or data address was passed over (None when it was not), so that
-    store_info and the error of a failed connection show it instead of a silent fallback.
+    The note says why a declared sync or data address was passed over (None when it was not), so that the
+    module's warnings, store_info and the error of a failed connection show it instead of a silent fallback.
     """
     notes = []
     for kind in ('sync', 'data'):
@@ -125,13 +131,11 @@ def choose_address(config, addresses=None):
                 notes.append('%s: the store host\'s sync and data addresses are not used' % exc)
                 break
         if addresses_in(interface.network, addresses):
-            return str(interface.ip), '; '.join(notes) or None
+            return str(interface.ip), '; '.join(notes + ['using the %s address %s' % (kind, interface.ip)]) if notes else None
         notes.append('%s address %s not used: this host has no address in %s (its addresses: %s; store_host role: '
                      'multistore_networks.%s)' % (kind, candidate, interface.network, describe_addresses(addresses, interface.version),
                                                   kind))
-    if notes:
-        notes.append('using %s' % config['host'])
-    return config['host'], '; '.join(notes) or None
+    return config['host'], '; '.join(notes + ['using %s' % config['host']]) if notes else None
 
 
 class AgentConnection:
@@ -141,6 +145,9 @@ class AgentConnection:
         self.store_name = store_name
         self.config = config
         self.address, self.address_note = choose_address(config)
+        if self.address_note:
+            # A warning in the result of whatever module copies or reads: the operator sees the fallback as it happens.
+            warn("store '%s': %s" % (store_name, self.address_note))
         self.process = None
         self.client = None
         self.pending_errors = []

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from ansible.module_utils.common.warnings import get_warning_messages
+
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError, TransferInterrupted
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
@@ -96,10 +98,14 @@ def test_an_address_this_host_cannot_use_is_reported_not_skipped_silently(sshd, 
     assert note.endswith('multistore_networks.data); using 127.0.0.1')
     info = describe(registry.open('central'))
     assert info['status'] == 'connected' and info['address'] == '127.0.0.1' and info['address_note'] == note
+    # a module that copies through this connection returns the note as a warning
+    image_request(name='a', src=make_raw('a.raw', [1]), stores=['central']).present(False)
+    assert "store 'central': %s" % note in get_warning_messages()
     # the data network is shared: the data address, and the note says why not the sync one
     declaration = dict(registry.declaration('central'), data_address='127.0.0.5/8')
     address, note = choose_address(declaration)
-    assert address == '127.0.0.5' and note.startswith('sync address 10.254.253.11/24 not used') and 'data address' not in note
+    assert address == '127.0.0.5' and note.startswith('sync address 10.254.253.11/24 not used')
+    assert note.endswith('multistore_networks.sync); using the data address 127.0.0.5')
     # a bare network registered by an older collection is not dialled, and the note says how to fix it
     address, note = choose_address(dict(declaration, sync_address='127.0.0.0/8', data_address=None))
     assert address == '127.0.0.1' and 'sync address 127.0.0.0/8 is a network' in note and 'register the store here again' in note
