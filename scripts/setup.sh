@@ -33,7 +33,9 @@ APT_PACKAGES=(
     qemu-utils      # qemu-img: image conversion, inspection, demo image
     xorriso         # ISO images (config drives)
     genisoimage     # ISO images (config drives)
-    xfsprogs        # XFS stores (reflink clones)
+    xfsprogs        # XFS stores (reflink clones), xfs datablocks
+    e2fsprogs       # ext4 datablocks (mkfs.ext4 on a sparse file), e2fsck in the tests
+    python3-cryptography # image signatures (the managed hosts' library; tests/unit/.../signatures runs against it too)
     attr            # getfattr/setfattr: extended attributes on file stores
     shellcheck      # ansible-test sanity "shellcheck" test
     openssh-client  # file stores on other hosts: bulk data over OpenSSH

@@ -28,6 +28,13 @@ description:
     listed. Slices still used by other images stay.
   - Glance edge rules apply to stores declared with C(site_role). An edge store only receives an image that
     a central store holds or receives in the same task.
+  - Without C(src), C(size) makes an empty datablock (HyperCX DATABLOCK), raw or qcow2, optionally with a filesystem.
+  - C(enabled=false) deactivates an image (Glance C(deactivated), HyperCX C(DISABLED)) in every store that holds it; its
+    data stays. A deactivated image is not exported, copied to more stores or cloned until C(enabled=true).
+  - What the format inspector learns (virtual size, qcow2 version and cluster size, vmdk disk and adapter type...) is recorded
+    as properties under Glance's names where Glance has them; properties given in I(properties) win.
+  - With I(signature), the data is verified against a Glance/cursive image signature in the same pass, before anything
+    becomes active.
 author: vmimages.multistore contributors (@vmimages)
 extends_documentation_fragment:
   - vmimages.multistore.registry
@@ -82,9 +89,75 @@ options:
     type: bool
     default: false
   image_type:
-    description: HyperCX-style image type; defaults to C(cdrom) for ISO images and C(os) otherwise.
+    description: HyperCX-style image type; defaults to C(cdrom) for ISO images, C(datablock) with I(size), and C(os) otherwise.
     type: str
     choices: [os, cdrom, datablock]
+  size:
+    description:
+      - Makes an empty datablock of this size instead of importing a I(src) (HyperCX DATABLOCK). Bytes, or a number with
+        K, M, G, T or P (binary multiples), for example C(10G). More than 0, at most 64 TiB.
+      - A raw datablock stores no zero slices, so an empty 100 GiB datablock costs a few KiB in a file, s3 or swift store,
+        and is a thin image in an rbd store. A C(qcow2) datablock (I(disk_format=qcow2)) comes from C(qemu-img create).
+      - On a re-run, an existing datablock of the same size, filesystem and format is left as it is; another size is refused
+        (datablocks are not resized).
+    type: raw
+  filesystem:
+    description:
+      - With I(size), the datablock gets this filesystem, made with C(mkfs) on a temporary sparse file (never on a device),
+        then imported (and converted to qcow2 when I(disk_format=qcow2)). Needs e2fsprogs or xfsprogs on the host.
+    type: str
+    choices: [ext4, xfs]
+  enabled:
+    description:
+      - C(false) deactivates the image in every store that holds it (status C(deactivated), data kept). C(image_export),
+        copies to more stores and C(state=cloned) then refuse it; deletion still works unless it is I(protected).
+      - C(true) reactivates a deactivated image. Omitted, the status is left as it is.
+    type: bool
+  persistent:
+    description: HyperCX persistent flag (changes made by a VM are kept in the image); recorded and shown.
+    type: bool
+  bus:
+    description: Disk bus the image is attached with (HyperCX DEV_PREFIX); recorded, and shown as Glance's C(hw_disk_bus) property.
+    type: str
+    choices: [virtio, scsi, sata, ide]
+  driver:
+    description:
+      - HyperCX mapping driver. It must equal the format the stores hold, after any conversion (C(raw) for an image converted
+        with I(convert_to) or imported into rbd); otherwise the task fails and nothing is stored.
+    type: str
+    choices: [raw, qcow2]
+  signature:
+    description:
+      - Glance image signature (the C(img_signature*) properties, verified as Glance does with cursive). The data of I(src)
+        is verified in the same single pass as the digests, before the image becomes active; a bad signature, an expired or
+        untrusted certificate or a key type that does not match the certificate fails the task and stores nothing.
+      - The image then carries C(img_signature), C(img_signature_hash_method), C(img_signature_key_type) and
+        C(img_signature_certificate_fingerprint) (sha256 of the certificate) as properties.
+      - Needs the Python package C(cryptography) on the managed host (python3-cryptography on Debian/Ubuntu).
+    type: dict
+    suboptions:
+      value:
+        description: The signature, base64-encoded.
+        type: str
+        required: true
+      hash_method:
+        description: Hash of the signed data.
+        type: str
+        required: true
+        choices: [SHA-224, SHA-256, SHA-384, SHA-512]
+      key_type:
+        description: Signature scheme and key.
+        type: str
+        required: true
+        choices: [RSA-PSS, DSA, ECC_SECT571K1, ECC_SECT409K1, ECC_SECT571R1, ECC_SECT409R1, ECC_SECP384R1, ECC_SECP521R1]
+      certificate:
+        description: Absolute path on the managed host of the signer's certificate (PEM or DER).
+        type: path
+        required: true
+      trusted_certs:
+        description: Absolute path on the managed host of a PEM bundle of the CA certificates the signer's certificate must chain to.
+        type: path
+        required: true
   properties:
     description: Free-form image properties (Glance C(properties)).
     type: dict
@@ -182,6 +255,35 @@ EXAMPLES = r'''
     properties:
       golden: "true"
 
+- name: An empty 20 GiB datablock with an ext4 filesystem, for a VM's data disk (costs almost nothing while empty)
+  vmimages.multistore.image:
+    name: data-20g
+    size: 20G
+    filesystem: ext4
+    disk_format: qcow2
+    persistent: true
+    bus: virtio
+    driver: qcow2
+    stores: [central]
+
+- name: Import a signed image (verified while it streams; nothing is stored if the signature or certificate is bad)
+  vmimages.multistore.image:
+    name: appliance-7.2
+    src: https://images.example.org/appliance-7.2.qcow2
+    disk_format: qcow2
+    stores: [central]
+    signature:
+      value: "{{ lookup('ansible.builtin.file', 'appliance-7.2.qcow2.sig') }}"
+      hash_method: SHA-256
+      key_type: RSA-PSS
+      certificate: /etc/pki/images/signer.pem
+      trusted_certs: /etc/pki/images/ca-bundle.pem
+
+- name: Deactivate an image (kept in every store, but not exported, copied or cloned)
+  vmimages.multistore.image:
+    name: ubuntu-24.04
+    enabled: false
+
 - name: Delete it from one edge store only
   vmimages.multistore.image:
     name: ubuntu-24.04
@@ -253,6 +355,20 @@ def main():
         all_stores=dict(type='bool', default=False),
         allow_failure=dict(type='bool', default=False),
         image_type=dict(type='str', choices=['os', 'cdrom', 'datablock']),
+        size=dict(type='raw'),
+        filesystem=dict(type='str', choices=['ext4', 'xfs']),
+        enabled=dict(type='bool'),
+        persistent=dict(type='bool'),
+        bus=dict(type='str', choices=['virtio', 'scsi', 'sata', 'ide']),
+        driver=dict(type='str', choices=['raw', 'qcow2']),
+        signature=dict(type='dict', options=dict(
+            value=dict(type='str', required=True),
+            hash_method=dict(type='str', required=True, choices=['SHA-224', 'SHA-256', 'SHA-384', 'SHA-512']),
+            key_type=dict(type='str', required=True, choices=['RSA-PSS', 'DSA', 'ECC_SECT571K1', 'ECC_SECT409K1', 'ECC_SECT571R1',
+                                                               'ECC_SECT409R1', 'ECC_SECP384R1', 'ECC_SECP521R1']),
+            certificate=dict(type='path', required=True),
+            trusted_certs=dict(type='path', required=True),
+        )),
         properties=dict(type='dict'),
         tags=dict(type='list', elements='str'),
         visibility=dict(type='str', choices=['public', 'private', 'shared', 'community']),
@@ -270,7 +386,7 @@ def main():
     )
     argument_spec.update(registry_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[('name', 'id')], mutually_exclusive=[('stores', 'all_stores'), ('src', 'clone_from')],
+                           required_one_of=[('name', 'id')], mutually_exclusive=[('stores', 'all_stores'), ('src', 'clone_from'), ('src', 'size')],
                            required_if=[('state', 'cloned', ('name', 'clone_from'))])
 
     def work():

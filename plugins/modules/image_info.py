@@ -70,8 +70,34 @@ images:
       description: Image name.
       type: str
     status:
-      description: C(active) when at least one store holds it, C(importing) while a run imports it, C(killed) when every import failed.
+      description:
+        - C(active) when at least one store holds it, C(deactivated) when it was deactivated (C(enabled=false)),
+          C(importing) while a run imports it, C(killed) when every import failed.
       type: str
+    enabled:
+      description: False for a deactivated image.
+      type: bool
+    progress:
+      description:
+        - While a run on this host imports or copies the image (C(importing_to_stores) not empty), how far it got,
+          refreshed at least every second; absent otherwise. I(stores_done)/I(stores_left) count the target stores,
+          I(bytes_done)/I(bytes_total) the bytes read from the source (import) or the slices sent (copy; only what the
+          targets lack), I(rate) bytes per second so far, I(eta) seconds left (null when the total is unknown).
+      type: dict
+      returned: while an import or copy runs
+    persistent:
+      description: HyperCX persistent flag.
+      type: bool
+    bus:
+      description: Disk bus (also in I(properties) as C(hw_disk_bus)).
+      type: str
+    driver:
+      description: HyperCX mapping driver (equals C(disk_format)).
+      type: str
+    datablock:
+      description: For an empty datablock made by M(vmimages.multistore.image), its C(size), C(filesystem) and C(disk_format).
+      type: dict
+      returned: for empty datablocks
     disk_format:
       description: Disk format (detected from the bytes and checked against the declared one).
       type: str
@@ -129,7 +155,10 @@ images:
       type: list
       elements: str
     properties:
-      description: Free-form properties.
+      description:
+        - Properties - what the format inspector learned (Glance names such as C(vmware_disktype), C(vmware_adaptertype); C(qcow2_version),
+          C(qcow2_compat), C(qcow2_cluster_size), C(qcow2_encrypted)...), the C(img_signature*) properties of a signed image and
+          C(hw_disk_bus) from I(bus), with the operator's I(properties) over them.
       type: dict
     created_at:
       description: Creation time (UTC).
@@ -171,7 +200,9 @@ def main():
             views = list(catalog.images(stores).values())
         images = []
         for view in views:
-            info = view.describe() if stores is None else catalog.find(image_id=view.id).describe()
+            if stores is not None:
+                view = catalog.find(image_id=view.id)
+            info = view.describe(progress=catalog.progress(view.id))
             if params['name'] and info.get('name') != params['name']:
                 continue
             if params['tags'] and not set(params['tags']) <= set(info.get('tags') or []):

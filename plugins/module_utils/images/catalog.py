@@ -23,14 +23,21 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.validat
     check_image_id, check_image_name, parse_checksum)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import (
     CONTAINER_FORMATS, DISK_FORMATS, check_declared)
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import Progress, read_progress
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.records import (
     MUTABLE_FIELDS, ImageView, digest_of, new_record)
+from ansible_collections.vmimages.multistore.plugins.module_utils.signatures.verifier import SignatureSpec
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.datablock import Datablock
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.convert import RAW_LIKE, RawPreparation, check_raw
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.pipeline import StoreSink
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import make_source
 
 LOCK_REFRESH_SLICES = 64
+# HyperCX's disk buses (Glance's hw_disk_bus) and mapping drivers.
+BUSES = ('virtio', 'scsi', 'sata', 'ide')
+DRIVERS = ('raw', 'qcow2')
 
 
 class Catalog:
@@ -74,6 +81,10 @@ class Catalog:
                              % (len(matches), name, ', '.join(sorted(view.id for view in matches))))
         return matches[0] if matches else None
 
+    def progress(self, image_id):
+        """The live progress of a transfer of ``image_id`` running on this host now, or None."""
+        return read_progress(self.registry.directory, image_id)
+
 
 def _locked(stack, stores, image_id):
     """Lock the image in every store, in a fixed order so that two runs cannot deadlock."""
@@ -106,11 +117,47 @@ class ImageRequest:
         if container_format not in CONTAINER_FORMATS:
             raise InvalidArgument("container_format '%s' is unknown: use one of %s" % (container_format, ', '.join(CONTAINER_FORMATS)))
         self.allow_failure = bool(params.get('allow_failure'))
+        self.enabled = params.get('enabled')
+        self._check_hypercx_fields(params)
+        self.datablock = None
+        if params.get('size') is not None or params.get('filesystem'):
+            if params.get('src') or params.get('clone_from'):
+                raise InvalidArgument('size: and filesystem: make an empty datablock: give them without src: or clone_from:')
+            if params.get('image_type') not in (None, 'datablock'):
+                raise InvalidArgument('size: makes an empty datablock: image_type is datablock (or leave it out), not %s' % params['image_type'])
+            if self.checksum:
+                raise InvalidArgument('an empty datablock is made here: it takes no checksum:')
+            self.datablock = Datablock(params.get('size'), params.get('filesystem'), disk_format)
+        self.signature = SignatureSpec.from_params(params['signature']) if params.get('signature') else None
+        if self.signature and (self.datablock or params.get('clone_from')):
+            raise InvalidArgument('signature: verifies the data of src:; a datablock or a clone has none to verify')
         self.actions = []
         self.failed_import = []
         self.released = 0
         self.before = {}
         self.after = {}
+
+    @staticmethod
+    def _check_hypercx_fields(params):
+        bus, driver = params.get('bus'), params.get('driver')
+        if bus is not None and bus not in BUSES:
+            raise InvalidArgument("bus '%s' is unknown: use one of %s" % (bus, ', '.join(BUSES)))
+        if driver is not None and driver not in DRIVERS:
+            raise InvalidArgument("driver '%s' is unknown: use one of %s" % (driver, ', '.join(DRIVERS)))
+        given_bus = (params.get('properties') or {}).get('hw_disk_bus')
+        if bus and given_bus not in (None, bus):
+            raise InvalidArgument('bus %s and properties.hw_disk_bus %s disagree: give one of them (bus is recorded as hw_disk_bus)'
+                                  % (bus, given_bus))
+        persistent = params.get('persistent')
+        if persistent is not None and not isinstance(persistent, bool):
+            raise InvalidArgument('persistent %r is not true or false' % (persistent,))
+
+    def _check_driver(self, disk_format, image_name):
+        """driver: (HyperCX) must name the format the stores hold, after any conversion."""
+        driver = self.params.get('driver')
+        if driver and disk_format and driver != disk_format:
+            raise ImageError("driver %s does not match image '%s', which is stored as %s: set driver: %s (or convert the image); "
+                             "nothing was stored" % (driver, image_name, disk_format, disk_format))
 
     # ---- helpers
     def _targets(self):
@@ -140,7 +187,10 @@ class ImageRequest:
         return usable
 
     def _metadata(self):
-        return dict((field, self.params.get(field)) for field in MUTABLE_FIELDS)
+        metadata = dict((field, self.params.get(field)) for field in MUTABLE_FIELDS)
+        if self.datablock and metadata['image_type'] is None:
+            metadata['image_type'] = 'datablock'
+        return metadata
 
     def _check_edge_rule(self, targets, holding):
         centrals = [store.name for store in self.catalog.stores.values() if store.site_role == 'central']
@@ -153,6 +203,7 @@ class ImageRequest:
     @staticmethod
     def _summary(record, stores):
         summary = dict((field, record.get(field)) for field in ('name',) + MUTABLE_FIELDS)
+        summary['enabled'] = record.get('status') != 'deactivated'
         summary['stores'] = sorted(stores)
         return summary
 
@@ -166,8 +217,8 @@ class ImageRequest:
 
     def _create(self, targets, check_mode):
         src = self.params.get('src')
-        if not src:
-            raise ImageError("image '%s' is in no store and no src: was given: give src: to import it"
+        if not src and not self.datablock:
+            raise ImageError("image '%s' is in no store and no src: was given: give src: to import it (or size: for an empty datablock)"
                              % (self.name or self.image_id))
         if not targets:
             raise InvalidArgument('give stores: (a list of store names) or all_stores: true to say where to import the image')
@@ -176,31 +227,54 @@ class ImageRequest:
         self._check_edge_rule(targets, [])
         targets = self._usable(targets)
         image_id = self.image_id or str(uuid.uuid4())
-        self.after = self._summary(dict(self._metadata(), name=self.name), [store.name for store in targets])
+        status = 'deactivated' if self.enabled is False else 'active'
+        self.after = self._summary(dict(self._metadata(), name=self.name, status=status), [store.name for store in targets])
         self._import_src(image_id, targets, check_mode)
         if not check_mode:
             self.image_id = image_id
+            if self.enabled is False:
+                self.actions.append('deactivate')
+                self._update(image_id, {'status': 'deactivated'})
         return True
 
     def _import_src(self, image_id, targets, check_mode):
-        """Import the src parameter into ``targets`` (in check mode: only check that the source is there)."""
+        """Import the src parameter (or make the datablock) into ``targets`` (in check mode: only check the source)."""
+        converting = self.params.get('convert_to') == 'raw' or any(store.backend.positional for store in targets)
+        if self.datablock:
+            self._check_driver('raw' if converting else self.datablock.disk_format, self.name)
+            self.actions.append('make %s in %s' % (self.datablock.description, ', '.join(store.name for store in targets)))
+            if not check_mode:
+                with self.datablock.make(self.work_dir) as source:
+                    self._import_prepared(image_id, source, targets, converting, disk_format=self.datablock.disk_format)
+            return
         source = make_source(self.params['src'], **self._source_options())
         source.check()
+        self._check_driver('raw' if converting else self.params.get('disk_format'), self.name)
         self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in targets)))
-        if check_mode:
+        if not check_mode:
+            self._import_prepared(image_id, source, targets, converting, disk_format=self.params.get('disk_format'),
+                                  checksum=self.checksum)
+
+    def _import_prepared(self, image_id, source, targets, converting, disk_format=None, checksum=None):
+        verifier = self.signature.verifier() if self.signature else None
+        if not converting:
+            self._import(image_id, source, targets, disk_format, checksum, verifier=verifier)
             return
-        if self.params.get('convert_to') != 'raw' and not any(store.backend.positional for store in targets):
-            self._import(image_id, source, targets)
-            return
-        with RawPreparation(source, self.checksum, self.params.get('disk_format'), self.work_dir) as prepared:
+        observers = [verifier.update] if verifier else []
+        with RawPreparation(source, checksum, disk_format, self.work_dir, observers=observers) as prepared:
+            if prepared.observed and verifier:
+                verifier.verify()  # the conversion's pass read the source: its signature is settled before anything is stored
+                verifier = None
             if prepared.origin:
                 self.actions[-1] += ' (converted from %s to raw)' % prepared.origin['disk_format']
-            self._import(image_id, prepared.source, targets, origin=prepared.origin, raw_only=True)
+            self._import(image_id, prepared.source, targets, disk_format, checksum, origin=prepared.origin, raw_only=True,
+                         verifier=verifier)
 
     def _converge(self, view, targets, check_mode):
         record = view.reference()
-        active = view.active_stores()
+        active = view.held_stores()
         self.image_id = view.id
+        self._check_same_image(view, record)
         if self.checksum:
             algorithm, expected = self.checksum
             # checksum: is the digest of src; for an image converted on import, src is the source kept under 'source'.
@@ -210,11 +284,25 @@ class ImageRequest:
                                  "name, or delete the old image first with state: absent" % (record.get('name'), view.id, algorithm, known))
         self.before = self._summary(record, active)
         missing = [store for store in targets if store.name not in active]
+        deactivated = view.deactivated_stores()
+        if missing and deactivated and self.enabled is not True:
+            raise ImageError("image '%s' (id %s) is deactivated: re-enable it with enabled: true before copying it to %s"
+                             % (record.get('name'), view.id, ', '.join(store.name for store in missing)))
         if missing:
             self._check_edge_rule(missing, active)
         updates = self._updates(record)
+        reactivate = self.enabled is True and bool(deactivated)
+        if reactivate:
+            self.actions.append('reactivate')
+            if not check_mode:
+                self._update(view.id, {'status': 'active'})
+                view = self.catalog.find(view.id)
+        if self.enabled is False and view.active_stores():
+            updates['status'] = 'deactivated'
+        elif reactivate:
+            record = dict(record, status='active')
         self.after = self._summary(dict(record, **updates), active + [store.name for store in missing])
-        changed = bool(missing or updates)
+        changed = bool(missing or updates or reactivate)
         raw_only = [store.name for store in missing if store.backend.positional]
         if raw_only and record.get('disk_format') not in RAW_LIKE:
             raise ImageError("image '%s' (id %s) is %s and store%s %s hold%s raw images only: import it again with convert_to: raw "
@@ -234,10 +322,33 @@ class ImageRequest:
                 raise ImageError("image '%s' (id %s) is active in no store: give src: to import it again"
                                  % (record.get('name'), view.id))
         if updates:
-            self.actions.append('update %s' % ', '.join(sorted(updates)))
+            fields = sorted(field for field in updates if field != 'status')
+            if fields:
+                self.actions.append('update %s' % ', '.join(fields))
+            if 'status' in updates:
+                self.actions.append('deactivate (the data stays; enabled: true reactivates)')
             if not check_mode:
                 self._update(view.id, updates)
         return changed
+
+    def _check_same_image(self, view, record):
+        """What was asked to make the image (datablock, signature, driver) must fit the image found."""
+        name = record.get('name')
+        made = record.get('datablock')
+        if self.datablock:
+            if not made:
+                raise ImageError("image '%s' (id %s) exists and is not an empty datablock: give it another name" % (name, view.id))
+            wanted = self.datablock.describe()
+            if made != wanted:
+                raise ImageError("image '%s' (id %s) is a datablock of %s; size:, filesystem: and disk_format: ask for %s: datablocks are "
+                                 "not resized or reformatted here; delete it first (state: absent) or use another name"
+                                 % (name, view.id, _datablock_words(made), _datablock_words(wanted)))
+        if self.signature:
+            signed = (record.get('learned_properties') or {}).get('img_signature')
+            if signed != self.signature.properties()['img_signature']:
+                raise ImageError("image '%s' (id %s) exists %s: a signature is verified when the data is imported; a newly signed "
+                                 "version needs a new name" % (name, view.id, 'with another signature' if signed else 'unsigned'))
+        self._check_driver(record.get('disk_format'), name)
 
     def _updates(self, record):
         updates = {}
@@ -250,7 +361,7 @@ class ImageRequest:
         return updates
 
     def _update(self, image_id, updates):
-        stores = [self.catalog.store(name) for name in self.catalog.find(image_id).active_stores()]
+        stores = [self.catalog.store(name) for name in self.catalog.find(image_id).held_stores()]
         with contextlib.ExitStack() as stack:
             _locked(stack, stores, image_id)
             for store in stores:
@@ -292,14 +403,15 @@ class ImageRequest:
         return sinks
 
     @staticmethod
-    def _refresher(locks):
+    def _refresher(locks, progress):
         def refresh(index):
+            progress.advance_to(index * SLICE_SIZE)
             if index % LOCK_REFRESH_SLICES == 0:
                 for lock in locks:
                     lock.refresh()
         return refresh
 
-    def _finish(self, image_id, sinks, slice_list, record):
+    def _finish(self, image_id, sinks, slice_list, record, progress):
         """Commit the stores that succeeded (central first), or roll everything back."""
         failed = [sink for sink in sinks if sink.error]
         if failed and not self.allow_failure:
@@ -337,6 +449,7 @@ class ImageRequest:
                 failed.append(sink)
                 continue
             committed.append(sink)
+            progress.store_done()
         if not committed:
             raise StoreError('no store took the image, nothing was changed: %s' % '; '.join(sink.error for sink in failed))
         for sink in failed:
@@ -377,13 +490,15 @@ class ImageRequest:
     def _transfer_locked(self, image_id, targets, placeholder, move_data, sinks):
         with contextlib.ExitStack() as stack:
             locks = _locked(stack, targets, image_id)
+            progress = Progress(self.catalog.registry.directory, image_id, [store.name for store in targets])
+            stack.callback(progress.close)
             try:
                 sinks.extend(self._sinks(stack, image_id, targets, placeholder))
                 resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
                 if resumed and self.actions:
                     self.actions[-1] += ' (resumed: %d slices were already there)' % resumed
-                record, slice_list = move_data(sinks, self._refresher(locks))
-                self._finish(image_id, sinks, slice_list, record)
+                record, slice_list = move_data(sinks, self._refresher(locks, progress), progress)
+                self._finish(image_id, sinks, slice_list, record, progress)
             except BaseException as exc:
                 # An interrupted transfer keeps its staged slices so that a re-run sends only what is missing;
                 # a transfer that failed on its merits (checksum, format, quota) leaves nothing behind.
@@ -399,17 +514,19 @@ class ImageRequest:
                         pass  # unreachable now: its placeholder shows as failed_import until the next run completes it
                 raise
 
-    def _import(self, image_id, source, targets, origin=None, raw_only=False):
+    def _import(self, image_id, source, targets, disk_format, checksum, origin=None, raw_only=False, verifier=None):
         placeholder = {'id': image_id, 'name': self.name, 'status': 'importing', 'created_at': utc_now()}
         # A converted source was verified against the checksum already; the stores get its raw bytes.
-        checksum = None if origin else self.checksum
+        checksum = None if origin else checksum
         extra = [checksum[0]] if checksum and checksum[0] not in ('md5', 'sha512') else []
-        declared = 'raw' if origin else self.params.get('disk_format')
+        declared = 'raw' if origin else disk_format
 
-        def move_data(sinks, refresh):
+        def move_data(sinks, refresh, progress):
             reader = source.open()
+            progress.set_total(getattr(reader, 'expected_size', None))
             try:
-                result = pipeline.run(reader, sinks, extra_algorithms=extra, on_slice=refresh)
+                result = pipeline.run(reader, sinks, extra_algorithms=extra, on_slice=refresh,
+                                      observers=[verifier.update] if verifier else ())
             finally:
                 reader.close()
             if checksum and result.digests[checksum[0]] != checksum[1]:
@@ -419,11 +536,20 @@ class ImageRequest:
                 check_declared(declared, result.report)
             if raw_only:
                 check_raw(result.report)
-            disk_format = declared or result.report.format
-            record = new_record(image_id, self.name, disk_format, self.params.get('container_format') or 'bare',
-                                self._metadata(), result.size, result.report.virtual_size, result.digests, 'active')
+            stored_format = declared or result.report.format
+            self._check_driver(stored_format, self.name)
+            learned = dict(getattr(result.report, 'properties', None) or {})
+            if self.signature:
+                if verifier is not None:
+                    verifier.verify()
+                self.signature.check_trust()  # the certificate may have expired while the data streamed
+                learned.update(self.signature.properties())
+            record = new_record(image_id, self.name, stored_format, self.params.get('container_format') or 'bare',
+                                self._metadata(), result.size, result.report.virtual_size, result.digests, 'active', learned=learned)
             if origin:
                 record['source'] = origin
+            if self.datablock:
+                record['datablock'] = self.datablock.describe()
             return record, result.slice_list
 
         self._transfer(image_id, targets, placeholder, move_data)
@@ -434,7 +560,7 @@ class ImageRequest:
         slice_list = source_store.backend.read_slice_list(view.id)
         placeholder = dict(record, status='importing', updated_at=utc_now())
 
-        def move_data(all_sinks, refresh):
+        def move_data(all_sinks, refresh, progress):
             sinks = []
             for sink in all_sinks:
                 if sink.writer.copy_inside_backend(source_store.backend, keep_alive=lambda: refresh(0)):
@@ -446,6 +572,8 @@ class ImageRequest:
             lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
                            for sink in sinks)
             wanted = [digest for digest in digests if any(digest in lacking[sink.store.name] for sink in sinks)]
+            lengths = dict((digest, slice_list.slice_length(index)) for index, digest in enumerate(slice_list.slices) if digest)
+            progress.set_total(sum(lengths[digest] for digest in wanted))
             stream = source_store.backend.read_image_slices(view.id, slice_list, wanted) if wanted else []
             for count, (digest, data) in enumerate(stream, 1):
                 if hashlib.sha256(data).hexdigest() != digest:
@@ -479,6 +607,9 @@ class ImageRequest:
             parent = self.catalog.find(image_id=check_image_id(parent_ref))
         except InvalidArgument:
             parent = self.catalog.find(name=check_image_name(parent_ref))
+        if parent is not None and parent.deactivated_stores():
+            raise ImageError("clone_from image '%s' (id %s) is deactivated: re-enable it with enabled: true before cloning it"
+                             % (parent_ref, parent.id))
         if parent is None or not parent.active_stores():
             raise ImageError("clone_from image '%s' is active in no store" % parent_ref)
         active = parent.active_stores()
@@ -538,8 +669,8 @@ class ImageRequest:
         else:
             names = sorted(view.copies)
         record = view.reference()
-        self.before = self._summary(record, view.active_stores())
-        self.after = self._summary(record, [name for name in view.active_stores() if name not in names]) if len(names) < len(view.copies) else {}
+        self.before = self._summary(record, view.held_stores())
+        self.after = self._summary(record, [name for name in view.held_stores() if name not in names]) if len(names) < len(view.copies) else {}
         if not names:
             return False
         if record.get('protected'):
@@ -567,3 +698,7 @@ class ImageRequest:
     def result(self):
         view = self.catalog.find(self.image_id) if self.image_id else None
         return view.describe() if view else {}
+
+
+def _datablock_words(made):
+    return '%d bytes, %s%s' % (made.get('size'), made.get('disk_format'), ', %s' % made['filesystem'] if made.get('filesystem') else '')

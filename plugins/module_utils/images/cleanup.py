@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import is_complete
 
 
 class StoreCleanup:
@@ -42,7 +43,7 @@ class StoreCleanup:
 
     def _images(self, backend, check_mode):
         for image_id, record in sorted(backend.read_records().items()):
-            if record is None or record.get('status') == 'active':
+            if record is None or is_complete(record):
                 continue
             lock = backend.image_lock(image_id)
             if lock.busy():
@@ -54,7 +55,7 @@ class StoreCleanup:
             try:
                 with lock:
                     record = backend.read_record(image_id)  # again, under the lock
-                    if record is None or record.get('status') == 'active':
+                    if record is None or is_complete(record):
                         continue
                     backend.remove_image(image_id)
             except LockError:

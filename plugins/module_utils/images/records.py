@@ -7,13 +7,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import COMPLETE_STATUSES, is_complete
 
 # Fields an operator may change on an existing image without touching its data.
-MUTABLE_FIELDS = ('visibility', 'protected', 'min_disk', 'min_ram', 'tags', 'properties', 'image_type')
-DEFAULTS = {'visibility': 'shared', 'protected': False, 'min_disk': 0, 'min_ram': 0, 'tags': [], 'properties': {}}
+MUTABLE_FIELDS = ('visibility', 'protected', 'min_disk', 'min_ram', 'tags', 'properties', 'image_type', 'persistent', 'bus', 'driver')
+DEFAULTS = {'visibility': 'shared', 'protected': False, 'min_disk': 0, 'min_ram': 0, 'tags': [], 'properties': {},
+            'persistent': False}
 
 
-def new_record(image_id, name, disk_format, container_format, metadata, size, virtual_size, digests, status):
+def new_record(image_id, name, disk_format, container_format, metadata, size, virtual_size, digests, status, learned=None):
+    """A record; ``learned`` are the properties the engine found (introspection, signature), shown under the operator's."""
     now = utc_now()
     record = {
         'id': image_id, 'name': name, 'disk_format': disk_format, 'container_format': container_format,
@@ -22,6 +25,7 @@ def new_record(image_id, name, disk_format, container_format, metadata, size, vi
         'created_at': now, 'updated_at': now,
         # digests beyond Glance's two, kept so a later run can compare a declared sha256 without re-reading data
         'extra_digests': dict((k, v) for k, v in digests.items() if k not in ('md5', 'sha512')),
+        'learned_properties': dict(learned or {}),
     }
     for field in MUTABLE_FIELDS:
         value = metadata.get(field)
@@ -44,11 +48,20 @@ def lock_is_live(store, image_id):
     return store.backend.image_lock(image_id).busy()
 
 
+def shown_properties(record):
+    """Glance's ``properties``: what the engine learned, then the operator's (which win), then hw_disk_bus from bus."""
+    properties = dict(record.get('learned_properties') or {})
+    properties.update(record.get('properties') or {})
+    if record.get('bus') and 'hw_disk_bus' not in (record.get('properties') or {}):
+        properties['hw_disk_bus'] = record['bus']
+    return properties
+
+
 def store_state(store, image_id, record):
-    """active | importing | failed for one store's copy."""
+    """active | deactivated | importing | failed for one store's copy."""
     status = record.get('status')
-    if status == 'active':
-        return 'active'
+    if status in COMPLETE_STATUSES:
+        return status
     if status == 'importing' and lock_is_live(store, image_id):
         return 'importing'
     return 'failed'
@@ -68,28 +81,43 @@ class ImageView:
     def active_stores(self):
         return sorted(name for name, state in self.states().items() if state == 'active')
 
+    def held_stores(self):
+        """Stores with a complete copy, active or deactivated."""
+        return sorted(name for name, state in self.states().items() if state in COMPLETE_STATUSES)
+
+    def deactivated_stores(self):
+        return sorted(name for name, state in self.states().items() if state == 'deactivated')
+
     def reference(self):
-        """The record that speaks for the image: an active copy's, else any."""
+        """The record that speaks for the image: a complete copy's, else any."""
         states = self.states()
         for name in sorted(self.copies):
-            if states[name] == 'active':
+            if states[name] in COMPLETE_STATUSES:
                 return self.copies[name]
         return self.copies[sorted(self.copies)[0]]
 
-    def describe(self):
+    def describe(self, progress=None):
         states = self.states()
         info = dict(self.reference())
-        active = sorted(name for name, state in states.items() if state == 'active')
+        held = self.held_stores()
         importing = sorted(name for name, state in states.items() if state == 'importing')
         failed = sorted(name for name, state in states.items() if state == 'failed')
-        info['status'] = 'active' if active else ('importing' if importing else 'killed')
-        info['stores'] = active
+        if held:
+            info['status'] = 'active' if self.active_stores() else 'deactivated'
+        else:
+            info['status'] = 'importing' if importing else 'killed'
+        info['enabled'] = info['status'] != 'deactivated'
+        info['stores'] = held
         info['importing_to_stores'] = importing
         info['failed_import'] = failed
+        info['properties'] = shown_properties(info)
         info['locations'] = [{'url': self.stores[name].backend.location(self.id),
                               'metadata': {'store': name, 'store_id': self.stores[name].id,
                                            'zone': (self.stores[name].identity or {}).get('zone'),
                                            'site_role': self.stores[name].site_role}}
-                             for name in active]
-        info.pop('extra_digests', None)
+                             for name in held]
+        if importing and progress is not None:
+            info['progress'] = progress
+        for internal in ('extra_digests', 'learned_properties'):
+            info.pop(internal, None)
         return info

@@ -145,17 +145,17 @@ def _why_not_ca(crypto, certificate):
     try:
         extensions = certificate.extensions
     except ValueError:
-        return 'its extensions cannot be parsed'
+        return 'has extensions that cannot be parsed'
     try:
         if not extensions.get_extension_for_class(crypto.x509.BasicConstraints).value.ca:
-            return 'its basicConstraints extension says it is not a CA'
+            return 'is not a CA (basicConstraints)'
     except crypto.x509.ExtensionNotFound:
-        return 'it has no basicConstraints extension'
+        return 'has no basicConstraints extension'
     try:
         if not extensions.get_extension_for_class(crypto.x509.KeyUsage).value.key_cert_sign:
-            return 'its keyUsage extension does not allow keyCertSign'
+            return 'may not sign certificates (keyUsage has no keyCertSign)'
     except crypto.x509.ExtensionNotFound:
-        return 'it has no keyUsage extension'
+        return 'has no keyUsage extension'
     return None
 
 

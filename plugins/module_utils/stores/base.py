@@ -13,6 +13,13 @@ slices (durable) -> slice list -> record with status ``active``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+# Statuses of a complete copy of an image: its data is all there (a deactivated image keeps its data, as in Glance).
+COMPLETE_STATUSES = ('active', 'deactivated')
+
+
+def is_complete(record):
+    return (record or {}).get('status') in COMPLETE_STATUSES
+
 
 class SliceWriter:
     """Collects the slices of one import or copy into a store; nothing is visible before commit()."""

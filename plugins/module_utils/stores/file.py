@@ -35,7 +35,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs impo
     atomic_write_json, clone_range, fsync_dir, makedirs, read_json, remove_file, write_all)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock, SliceGuard
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
 
 IDENTITY_FILE = 'multistore.json'
 DIRECT_ALIGN = 4096
@@ -252,8 +252,8 @@ class FileStore(Store):
                     used += item.stat().st_size
         image_count = 0
         for image_id in self.image_ids():
-            # Only active images count (for quota.images too); a failed import's record is not an image.
-            if (self.read_record(image_id) or {}).get('status') == 'active':
+            # Only complete images count (for quota.images too); a failed import's record is not an image.
+            if is_complete(self.read_record(image_id)):
                 image_count += 1
             for name in ('record.json', 'slices.json'):
                 try:

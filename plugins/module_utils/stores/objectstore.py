@@ -47,7 +47,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import dump_json
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_TTL, DEFAULT_WAIT, _pid_alive
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
 
 IDENTITY_OBJECT = 'multistore.json'
 PROBE_PREFIX = 'locks/probe-'
@@ -594,7 +594,7 @@ class ObjectStore(Store):
         image_ids = sorted(image_ids)
         records = self.parallel(self.read_record, image_ids)
         # Only active images count (for quota.images too); a failed import's record is not an image.
-        image_count = sum(1 for record in records if (record or {}).get('status') == 'active')
+        image_count = sum(1 for record in records if is_complete(record))
         return {'capacity': None, 'free': None, 'used': used, 'image_count': image_count, 'slice_count': slice_count}
 
     def location(self, image_id):

@@ -41,7 +41,7 @@ except ImportError:  # checked when the store is used, with a clear message
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, LockError, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
 
 IDENTITY_OBJECT = 'multistore.json'
 RECORD_KEY = 'multistore.record'
@@ -407,7 +407,7 @@ class RbdStore(Store):
             raise self.error('cannot read the pool statistics', exc)
         images = self.read_records()
         return {'capacity': cluster['kb'] * 1024, 'free': cluster['kb_avail'] * 1024, 'used': pool['num_bytes'],
-                'image_count': sum(1 for record in images.values() if (record or {}).get('status') == 'active'),
+                'image_count': sum(1 for record in images.values() if is_complete(record)),
                 'slice_count': None}
 
     def location(self, image_id):

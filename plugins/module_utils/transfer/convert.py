@@ -73,14 +73,17 @@ def peek_format(path):
 class RawPreparation:
     """Context manager: ``source`` becomes a raw source; ``origin`` describes the converted original (or None)."""
 
-    def __init__(self, source, checksum=None, declared=None, work_dir=None):
+    def __init__(self, source, checksum=None, declared=None, work_dir=None, observers=()):
         self.original = source
+        self.observers = observers  # see every byte of the source when this pass reads it (a signature verifier)
+        self.observed = False
         self.checksum = checksum
         self.declared = declared
         self.work_dir = work_dir
         self.directory = None
         self.source = source
         self.origin = None
+        self.report = None  # the source's inspection, when this pass read it
 
     def __enter__(self):
         try:
@@ -116,6 +119,7 @@ class RawPreparation:
         local = isinstance(self.original, LocalFileSource)
         spool = None if local else SpoolSink(os.path.join(self.directory, 'source'))
         size, report, digest = self._vet(spool)
+        self.report = report
         if spool:
             os.truncate(spool.path, size)  # trailing zero slices were holes never written
         if self.checksum and digest != self.checksum[1]:
@@ -133,7 +137,8 @@ class RawPreparation:
         if spool:
             os.unlink(spool.path)  # the raw file is all that is needed now
         self.source = LocalFileSource(raw)
-        self.origin = {'disk_format': fmt, 'size': size, 'virtual_size': report.virtual_size, 'extra_digests': {}}
+        self.origin = {'disk_format': fmt, 'size': size, 'virtual_size': report.virtual_size, 'extra_digests': {},
+                       'properties': dict(getattr(report, 'properties', None) or {})}
         if self.checksum:
             algorithm = self.checksum[0]
             if algorithm == 'md5':
@@ -167,11 +172,14 @@ class RawPreparation:
                     inspector.early_check()  # an unsafe header stops the pass at once
                 if hasher is not None:
                     hasher.update(view)
+                for observer in self.observers:
+                    observer(view)
                 if spool is not None and not is_zero(view):
                     spool.write_at(index, view)
                 size += count
                 index += 1
             reader.finish(size)
+            self.observed = True
         finally:
             reader.close()
             if spool:

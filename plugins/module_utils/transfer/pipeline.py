@@ -28,7 +28,6 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_l
 
 POOL_BUFFERS = 6
 QUEUE_DEPTH = 4
-ZERO_DIGEST = hashlib.sha256(bytes(SLICE_SIZE)).hexdigest()
 
 
 class StoreSink:
@@ -41,7 +40,8 @@ class StoreSink:
         self.error = None
         self.interrupted = False  # set when this store went away at commit: its staged data is kept for a re-run
 
-    def put(self, digest, data, index=None):
+    def put(self, digest, data, index=None, origin=None):
+        """``origin``: (fd, offset) where a local source file holds the same bytes, for writers that clone ranges."""
         if self.error:
             return
         try:
@@ -50,7 +50,10 @@ class StoreSink:
                     return
                 raise StoreError("store '%s' quota exceeded: the image needs more than the %d bytes left under quota.bytes; "
                                  "raise the quota or delete images" % (self.store.name, self.byte_budget))
-            self.writer.put(digest, data, index)
+            if origin is not None and getattr(self.writer, 'clones', False):  # file stores, until their filesystem refuses a clone
+                self.writer.put(digest, data, index, origin=origin)
+            else:
+                self.writer.put(digest, data, index)
         except TransferInterrupted:
             raise  # the whole transfer stops and keeps its staged slices for the next run
         except MultistoreError as exc:
@@ -91,8 +94,16 @@ class _Worker(threading.Thread):
                 self.release(slot)
 
 
-def run(reader, sinks, extra_algorithms=(), on_slice=None):
-    """Stream ``reader`` into every sink; return a PipelineResult. Raises on source or format errors."""
+def _observe(observer):
+    return lambda index, view: observer(view)
+
+
+def run(reader, sinks, extra_algorithms=(), on_slice=None, observers=()):
+    """Stream ``reader`` into every sink; return a PipelineResult. Raises on source or format errors.
+
+    ``observers`` are callables that see every buffer in order, each in its own thread (a signature
+    verifier hashing the data, for example); an exception in one stops the transfer.
+    """
     result = PipelineResult()
     inspector = FormatInspector()
     hashers = dict((name, hashlib.new(name)) for name in set(('md5', 'sha512')) | set(extra_algorithms))
@@ -118,18 +129,23 @@ def run(reader, sinks, extra_algorithms=(), on_slice=None):
         return lambda index, view: hasher.update(view)
 
     def slice_work(index, view):
-        digest = hashlib.sha256(view).hexdigest()
-        if digest == ZERO_DIGEST or (len(view) < SLICE_SIZE and is_zero(view)):
+        # A memcmp first: it stops at the first non-zero byte, and spares the sha256 of holes (sparse images, datablocks).
+        if is_zero(view):
             slices.append(None)
             return
+        digest = hashlib.sha256(view).hexdigest()
         slices.append(digest)
         for sink in sinks:
-            sink.put(digest, view, index)
+            sink.put(digest, view, index, None if clone_fd is None else (clone_fd, index * SLICE_SIZE))
         if sinks and all(sink.error for sink in sinks):
             raise StoreError('every target store failed: %s' % '; '.join(sink.error for sink in sinks))
 
+    # A local file source (reader.clone_fd) lets file stores on a reflink filesystem clone each slice's range of
+    # the file instead of writing it; every buffer but the last is SLICE_SIZE, so slice i starts at i * SLICE_SIZE.
+    clone_fd = getattr(reader, 'clone_fd', None)
     workers = [_Worker(hash_work(hasher), release, errors) for hasher in hashers.values()]
     workers.append(_Worker(slice_work, release, errors))
+    workers.extend(_Worker(_observe(observer), release, errors) for observer in observers)
     for worker in workers:
         worker.start()
 
