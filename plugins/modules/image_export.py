@@ -19,7 +19,7 @@ description:
   - A file exported earlier and not modified since is left alone, with no data read. An extended attribute
     stamps the image id, digest, size and mtime. On filesystems without user xattrs, every run exports again.
   - From a local file store to a I(dest) on the same xfs (made with C(reflink=1)) or btrfs filesystem, the image's slices
-    are cloned into the file (reflink, copy-on-write) instead of copied: no data is read or written, a 10 GiB image
+    are cloned into the file (reflink, copy-on-write) instead of copied. No data is read or written, a 10 GiB image
     materializes in well under a second and takes no new space until either side is modified. Zero slices stay holes.
     Elsewhere the bytes are copied as described above. RV(export.method) says which.
   - A clone is verified without reading the data. The slice files were checked against their sha256 when they were written

@@ -40,7 +40,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks i
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_image_name, check_store_path
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector, FormatReport, check_declared
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import LAYOUT_ENTRIES, RETRIEVED_FILE
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import IDENTITY_FILE, LAYOUT_ENTRIES, RETRIEVED_FILE
 
 MEMORY_FORMAT = 'vmimages.multistore/retrieved'
 # extension -> declared disk_format (None: detected from the bytes; .img is raw or qcow2 in the wild)
@@ -137,6 +137,9 @@ class Retrieval:
                 if os.path.islink(path):
                     self._skip(path, 'symlink to a directory: not followed (move the files under the store path to retrieve them)')
                     continue
+                if os.path.exists(os.path.join(path, IDENTITY_FILE)):
+                    self._skip(path, 'the root of another store (%s): not looked into' % IDENTITY_FILE)
+                    continue
                 kept.append(name)
             dirnames[:] = kept
             for name in sorted(filenames):
@@ -172,11 +175,11 @@ class Retrieval:
         if not os.path.isdir(self.root):
             return False  # a store not created yet (check mode): nothing lies there
         catalog = Catalog(self.registry)
-        declared = self.store_name in catalog.stores
-        store = catalog.store(self.store_name) if declared else None
+        # In check mode the store may not be declared yet (the same task declares it): the files are listed all the same.
+        store = catalog.store(self.store_name) if self.store_name in catalog.stores or not check_mode else None
         if store is not None and (not check_mode or store.identity is not None):
             store.ensure_writable()
-        if check_mode or store is None:
+        if check_mode:
             return self._scan(catalog, check_mode=True, lock=None)
         with ExpiringLock(os.path.join(self.root, 'locks', 'retrieve.lock'), "the retrieval of images in store '%s'" % self.store_name,
                           ttl=LOCK_TTL) as lock:

@@ -145,6 +145,8 @@ def test_skipped_files_and_why(registry, declare, image_request, make_raw, tmp_p
     os.symlink(str(tmp_path), os.path.join(root, 'linked-dir'))
     os.mkfifo(os.path.join(root, 'pipe.raw'))
     write_image(os.path.join(root, '.partial.raw'), [4])  # hidden: ignored
+    declare('nested', path=os.path.join(root, 'nested'))  # another store inside this one's path
+    write_image(os.path.join(root, 'nested', 'inner.raw'), [5])
     base = os.path.join(root, 'base.qcow2')
     subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '16M'])
     subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', os.path.join(root, 'overlay.qcow2')])
@@ -159,7 +161,8 @@ def test_skipped_files_and_why(registry, declare, image_request, make_raw, tmp_p
     assert sorted(entry['name'] for entry in retrieval.retrieved) == ['base', 'twin']
     why = reasons(retrieval)
     assert set(why) == set(['taken.raw', 'twin.raw', 'notes.txt', 'empty.raw', 'passwd.raw', 'linked-dir', 'pipe.raw', 'overlay.qcow2',
-                            'liar.raw'])
+                            'liar.raw', 'nested'])
+    assert why['nested'].startswith('the root of another store')
     assert "name 'taken' is taken by image" in why['taken.raw']
     assert "name 'twin' goes to %s, retrieved first" % os.path.join(root, 'a', 'twin.raw') in why['twin.raw']
     assert 'not named like a disk image' in why['notes.txt']
