@@ -149,7 +149,7 @@ options:
         description: Signature scheme and key.
         type: str
         required: true
-        choices: [RSA-PSS, DSA, ECC_SECT571K1, ECC_SECT409K1, ECC_SECT571R1, ECC_SECT409R1, ECC_SECP384R1, ECC_SECP521R1]
+        choices: [RSA-PSS, ECC_SECT571K1, ECC_SECT409K1, ECC_SECT571R1, ECC_SECT409R1, ECC_SECP384R1, ECC_SECP521R1, DSA]
       certificate:
         description: Absolute path on the managed host of the signer's certificate (PEM or DER).
         type: path
@@ -340,7 +340,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
     open_registry, registry_argument_spec, run)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import CONTAINER_FORMATS, DISK_FORMATS
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import BUSES, DRIVERS, Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.signatures.verifier import HASH_METHODS, KEY_TYPES
 
 
 def main():
@@ -359,13 +360,12 @@ def main():
         filesystem=dict(type='str', choices=['ext4', 'xfs']),
         enabled=dict(type='bool'),
         persistent=dict(type='bool'),
-        bus=dict(type='str', choices=['virtio', 'scsi', 'sata', 'ide']),
-        driver=dict(type='str', choices=['raw', 'qcow2']),
+        bus=dict(type='str', choices=list(BUSES)),
+        driver=dict(type='str', choices=list(DRIVERS)),
         signature=dict(type='dict', options=dict(
             value=dict(type='str', required=True),
-            hash_method=dict(type='str', required=True, choices=['SHA-224', 'SHA-256', 'SHA-384', 'SHA-512']),
-            key_type=dict(type='str', required=True, choices=['RSA-PSS', 'DSA', 'ECC_SECT571K1', 'ECC_SECT409K1', 'ECC_SECT571R1',
-                                                               'ECC_SECT409R1', 'ECC_SECP384R1', 'ECC_SECP521R1']),
+            hash_method=dict(type='str', required=True, choices=list(HASH_METHODS)),
+            key_type=dict(type='str', required=True, choices=list(KEY_TYPES)),
             certificate=dict(type='path', required=True),
             trusted_certs=dict(type='path', required=True),
         )),

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import COMPLETE_STATUSES, is_complete
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import COMPLETE_STATUSES
 
 # Fields an operator may change on an existing image without touching its data.
 MUTABLE_FIELDS = ('visibility', 'protected', 'min_disk', 'min_ram', 'tags', 'properties', 'image_type', 'persistent', 'bus', 'driver')

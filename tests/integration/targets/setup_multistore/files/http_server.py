@@ -9,6 +9,7 @@ Serves the files of ROOT on 127.0.0.1 on a free port chosen by the kernel, and w
 (JSON: port, a closed port, pid) once it listens. Besides the files:
 
     GET /truncated/NAME   announces the full Content-Length of ROOT/NAME, sends half of it, closes
+    GET /slow/NAME        sends ROOT/NAME at about SLOW_RATE bytes/s (a transfer that lasts long enough to watch)
     GET /shutdown         stops the server
 
 It also stops when ROOT disappears or after LIFETIME_SECONDS (default 600), so that a test run that
@@ -27,6 +28,10 @@ import threading
 import time
 
 
+SLOW_RATE = 4 * 1024 * 1024
+SLOW_CHUNK = 256 * 1024
+
+
 class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (name from the standard library)
         if self.path == '/shutdown':
@@ -35,6 +40,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return None
         if self.path.startswith('/truncated/'):
             return self._send_truncated(self.path[len('/truncated/'):])
+        if self.path.startswith('/slow/'):
+            return self._send_slowly(self.path[len('/slow/'):])
         return super().do_GET()
 
     def _send_text(self, status, body):
@@ -60,6 +67,23 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send_slowly(self, name):
+        path = os.path.join(self.directory, os.path.basename(name))
+        if not os.path.isfile(path):
+            self._send_text(404, b'not found\n')
+            return
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(os.path.getsize(path)))
+        self.end_headers()
+        with open(path, 'rb') as handle:
+            while True:
+                chunk = handle.read(SLOW_CHUNK)
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                time.sleep(float(SLOW_CHUNK) / SLOW_RATE)
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
         sys.stderr.write('%s %s\n' % (self.log_date_time_string(), format % args))
