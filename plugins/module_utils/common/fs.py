@@ -22,8 +22,8 @@ FICLONERANGE = 0x4020940d
 # Why a clone can be refused while a plain write would work: another filesystem or mount (EXDEV), a filesystem
 # without reflink such as ext4, tmpfs or xfs made with reflink=0 (EOPNOTSUPP), no such ioctl (ENOTTY, ENOSYS),
 # an unaligned range (EINVAL: only a range that ends at the source's end may have a partial last block).
-CLONE_REFUSED = frozenset(getattr(errno, name) for name in ('EXDEV', 'EOPNOTSUPP', 'ENOTSUP', 'ENOTTY', 'ENOSYS', 'EINVAL',
-                                                           'EBADF', 'EPERM', 'ETXTBSY', 'EISDIR') if hasattr(errno, name))
+CLONE_REFUSED = frozenset(getattr(errno, name) for name in (
+    'EXDEV', 'EOPNOTSUPP', 'ENOTSUP', 'ENOTTY', 'ENOSYS', 'EINVAL', 'EBADF', 'EPERM', 'ETXTBSY', 'EISDIR') if hasattr(errno, name))
 
 
 def fsync_dir(path):
