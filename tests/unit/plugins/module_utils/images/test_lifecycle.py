@@ -5,8 +5,6 @@ __metaclass__ = type
 
 import base64
 import datetime
-import hashlib
-import os
 import subprocess
 
 import pytest
