@@ -490,7 +490,7 @@ class ImageRequest:
     def _transfer_locked(self, image_id, targets, placeholder, move_data, sinks):
         with contextlib.ExitStack() as stack:
             locks = _locked(stack, targets, image_id)
-            progress = Progress(self.catalog.registry.directory, image_id, [store.name for store in targets])
+            progress = Progress(self.catalog.registry.directory, image_id, [store.name for store in targets]).start()
             stack.callback(progress.close)
             try:
                 sinks.extend(self._sinks(stack, image_id, targets, placeholder))

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import json
 import os
+import threading
 import time
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
@@ -42,6 +43,20 @@ class Progress:
         self.started = clock()
         self.written_at = None
         self.disabled = False
+        self._stop = threading.Event()
+        self._ticker = None
+
+    def start(self):
+        """Rewrite the file every PERIOD even while no byte moves (a stalled download): rate and eta stay honest."""
+        self._write(force=True)
+        self._ticker = threading.Thread(target=self._tick)
+        self._ticker.daemon = True
+        self._ticker.start()
+        return self
+
+    def _tick(self):
+        while not self._stop.wait(PERIOD):
+            self._write(force=True)
 
     def set_total(self, total):
         self.bytes_total = total
@@ -67,7 +82,7 @@ class Progress:
 
     def _write(self, force=False):
         now = self.clock()
-        if self.disabled or (not force and self.written_at is not None and now - self.written_at < PERIOD):
+        if self.disabled or self._stop.is_set() or (not force and self.written_at is not None and now - self.written_at < PERIOD):
             return
         self.written_at = now
         try:
@@ -77,6 +92,9 @@ class Progress:
             self.disabled = True  # a read-only registry must not fail the transfer: progress is only a display
 
     def close(self):
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         try:
             remove_file(self.path)
         except OSError:

@@ -99,3 +99,18 @@ def test_image_info_sees_progress_of_a_running_import(declare, registry, image_r
     assert os.listdir(os.path.join(registry.directory, 'progress')) == []
     info = Catalog(registry).find(image_id).describe(progress=Catalog(registry).progress(image_id))
     assert info['status'] == 'active' and 'progress' not in info
+
+
+def test_a_stalled_transfer_still_refreshes_its_progress(tmp_path):
+    progress = Progress(str(tmp_path), 'img-4', ['central']).start()
+    try:
+        progress.set_total(100)
+        progress.advance_to(50)
+        first = read_progress(str(tmp_path), 'img-4')
+        time.sleep(3 * PERIOD)  # no byte moves meanwhile
+        later = read_progress(str(tmp_path), 'img-4')
+        assert later['elapsed'] >= 1 and later['bytes_done'] == 50
+        assert later['rate'] < first['rate'] or first['rate'] == 0
+    finally:
+        progress.close()
+    assert read_progress(str(tmp_path), 'img-4') is None
