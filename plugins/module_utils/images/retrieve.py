@@ -175,12 +175,10 @@ class Retrieval:
         if not os.path.isdir(self.root):
             return False  # a store not created yet (check mode): nothing lies there
         catalog = Catalog(self.registry)
-        # In check mode the store may not be declared yet (the same task declares it): the files are listed all the same.
-        store = catalog.store(self.store_name) if self.store_name in catalog.stores or not check_mode else None
-        if store is not None and (not check_mode or store.identity is not None):
-            store.ensure_writable()
+        # In check mode the same task may create the store or enable it: its state now says nothing about the real run.
         if check_mode:
             return self._scan(catalog, check_mode=True, lock=None)
+        catalog.store(self.store_name).ensure_writable()
         with ExpiringLock(os.path.join(self.root, 'locks', 'retrieve.lock'), "the retrieval of images in store '%s'" % self.store_name,
                           ttl=LOCK_TTL) as lock:
             return self._scan(catalog, check_mode=False, lock=lock)
