@@ -6,6 +6,7 @@
 #   integration  ansible-test integration (scripts/run-integration.sh; starts a Ceph for needs/ceph targets)
 #   lab          pytest tests/lab + molecule (nspawn hosts)
 #   ceph         pytest tests/ceph: the Ceph lab itself and the store_host role's Ceph client set-up
+#   ee           pytest tests/ee: the AWX execution environment (ansible-builder create, EE dependencies)
 #   sanity       ansible-test sanity (scripts/run-sanity.sh)
 #   lint         ansible-lint + antsibull-changelog lint
 #
@@ -18,7 +19,7 @@ cd "$ROOT" || exit 1
 
 MAKE="${MAKE:-make}"
 LOGDIR="$ROOT/tests/output/logs"
-SUITES=(unit integration lab ceph sanity lint)
+SUITES=(unit integration lab ceph ee sanity lint)
 
 declare -A status seconds
 banner() { printf '\n==================== %s ====================\n' "$*"; }
