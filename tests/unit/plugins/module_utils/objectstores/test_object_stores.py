@@ -205,7 +205,7 @@ def test_store_cleanup_removes_what_interrupted_and_cut_short_runs_left(
     image_request(name='b', src=make_raw('b.raw', [2, 3]), stores=['objects']).present(False)
     kept = dict(bucket_keys(bucket))
 
-    def interrupting_refresher(locks):
+    def interrupting_refresher(locks, progress):
         def refresh(index):
             if index == 3:
                 wait_uploaded(writers[-1], 2)
@@ -386,7 +386,7 @@ def test_an_upload_interrupted_by_a_stopped_radosgw_resumes_with_only_the_rest(
     src = make_raw('a.raw', seeds)
     stopped = []
 
-    def interrupting_refresher(locks):
+    def interrupting_refresher(locks, progress):
         def refresh(index):
             if index == 4 and not stopped:
                 deadline = time.time() + 30
