@@ -90,6 +90,24 @@ stores:
     quota:
       description: C(bytes) and C(images) limits (null when unlimited).
       type: dict
+    data_network:
+      description: The data network as declared (an address such as C(10.1.0.11/24) or a network such as C(10.1.0.0/24)).
+      type: str
+    sync_network:
+      description: The image-sync network as declared.
+      type: str
+    data_address:
+      description: The store host's address in its data network (resolved on the store host when a network was declared).
+      type: str
+    sync_address:
+      description: The store host's address in its image-sync network; copies to and from the store use it when this host shares that network.
+      type: str
+    address:
+      description: For a file store on another host, the address this host dials (sync, else data, else the management C(host)).
+      type: str
+    address_note:
+      description: For a file store on another host, why a declared sync or data address is not used from this host (null when it is).
+      type: str
     last_check:
       description: When this report was made (UTC).
       type: str
