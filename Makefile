@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph ee sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph ee runner sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
@@ -32,6 +32,7 @@ help:
 	@echo "make ceph-up      start a 1-node Ceph in CEPH_DIR=/tmp/vmimages-ceph-dev, print cluster.json; make ceph-down"
 	@echo "make ceph-test    pytest tests/ceph -m ceph (real Ceph: mon, mgr, OSD, radosgw; ~20 s; CEPH_LAB_DIR reuses one)"
 	@echo "make ee           pytest tests/ee: the AWX execution environment (ansible-builder create, EE dependencies)"
+	@echo "make runner       pytest tests/runner: playbooks and AWX credential types under ansible-runner (root; ~2 min)"
 	@echo "make sanity       ansible-test sanity            [SANITY_ARGS='--test pylint']"
 	@echo "make lint         ansible-lint + antsibull-changelog lint"
 	@echo "make demo         run playbooks/demo.yml on localhost (inventories/local)"
@@ -91,6 +92,10 @@ ceph: ceph-test
 # the `ee` suite of `make test`: execution-environment.yml and meta/ee-* (meta/README-ee.md)
 ee: $(SETUP)
 	$(BIN)/python -m pytest tests/ee $(PYTEST_ARGS)
+
+# the `runner` suite of `make test`: playbooks run by ansible-runner as AWX runs jobs, the AWX credential types
+runner: $(SETUP)
+	$(BIN)/python -m pytest tests/runner $(PYTEST_ARGS)
 
 sanity: $(SETUP)
 	@bash scripts/run-sanity.sh $(SANITY_ARGS)

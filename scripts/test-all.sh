@@ -7,6 +7,7 @@
 #   lab          pytest tests/lab + molecule (nspawn hosts)
 #   ceph         pytest tests/ceph: the Ceph lab itself and the store_host role's Ceph client set-up
 #   ee           pytest tests/ee: the AWX execution environment (ansible-builder create, EE dependencies)
+#   runner       pytest tests/runner: playbooks under ansible-runner (as AWX runs jobs), the AWX credential types
 #   sanity       ansible-test sanity (scripts/run-sanity.sh)
 #   lint         ansible-lint + antsibull-changelog lint
 #
@@ -19,7 +20,7 @@ cd "$ROOT" || exit 1
 
 MAKE="${MAKE:-make}"
 LOGDIR="$ROOT/tests/output/logs"
-SUITES=(unit integration lab ceph ee sanity lint)
+SUITES=(unit integration lab ceph ee runner sanity lint)
 
 declare -A status seconds
 banner() { printf '\n==================== %s ====================\n' "$*"; }
