@@ -27,7 +27,7 @@ help:
 	@echo "make unit         pytest tests/unit              [PYTEST_ARGS=...]"
 	@echo "make integration  ansible-test integration       [TARGETS='name ...']"
 	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"
-	@echo "make molecule     molecule test of roles/store_host on the lab (root; ~2 min)"
+	@echo "make molecule     molecule test of roles/store_host and roles/image_catalog on the lab (root; ~5 min)"
 	@echo "make lab-up       create lab LAB_NAME=dev with LAB_HOSTS=central,edge1,edge2 (root); make lab-down"
 	@echo "make ceph-up      start a 1-node Ceph in CEPH_DIR=/tmp/vmimages-ceph-dev, print cluster.json; make ceph-down"
 	@echo "make ceph-test    pytest tests/ceph -m ceph (real Ceph: mon, mgr, OSD, radosgw; ~20 s; CEPH_LAB_DIR reuses one)"
@@ -63,6 +63,7 @@ lab-test: $(SETUP)
 
 molecule: $(SETUP)
 	cd roles/store_host && PATH=$(BIN):$$PATH $(BIN)/molecule test
+	cd roles/image_catalog && PATH=$(BIN):$$PATH $(BIN)/molecule test
 
 # the suite `make test` runs on the lab: the lab itself, site.yml end to end, the store_host role
 lab: lab-test molecule
