@@ -44,14 +44,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VENV = os.path.join(ROOT, '.venv')
 PYTHON = os.path.join(VENV, 'bin', 'python')
 PLAYBOOKS = os.path.join(ROOT, 'playbooks')
-CREDENTIAL_TYPES = os.path.join(ROOT, 'extensions', 'awx', 'credential_types')
-ARGUMENT_SPECS = os.path.join(ROOT, 'roles', 'store_host', 'meta', 'argument_specs.yml')
 HTTP_SERVER = os.path.join(ROOT, 'tests', 'integration', 'targets', 'setup_multistore', 'files', 'http_server.py')
 # ansible.cfg: collections_path = .venv:~/.ansible/collections:/usr/share/ansible/collections
 COLLECTIONS_PATH = os.pathsep.join([VENV, os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections'])
-
-# the module tasks of the collection (resolved_action of their events)
-OUR_MODULES = ('store', 'store_info', 'image', 'image_info', 'image_export', 'store_cleanup')
 
 
 class UnsafeDumper(yaml.SafeDumper):
@@ -139,6 +134,7 @@ class RunnerJob:
         os.makedirs(self.tmp)
         shutil.copytree(PLAYBOOKS, self.project)
         self.hosts = {'localhost': {'ansible_connection': 'local', 'ansible_python_interpreter': PYTHON}}
+        self.groups = {}
         self._write_inventory()
         self._write_yaml('envvars', {
             'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS_PATH,
@@ -161,12 +157,21 @@ class RunnerJob:
         lines = []
         for host, variables in self.hosts.items():
             lines.append(' '.join([host] + ['%s=%s' % (key, value) for key, value in sorted(variables.items())]))
+        for group, members in sorted(self.groups.items()):
+            lines.extend(['', '[%s]' % group] + list(members))
         with open(os.path.join(self.data_dir, 'inventory', 'hosts'), 'w') as handle:
             handle.write('\n'.join(lines) + '\n')
 
-    def add_host(self, name, **variables):
-        """One more inventory host (local connection, the venv's python) with `variables`."""
+    def add_host(self, name, groups=(), **variables):
+        """One more inventory host (local connection, the venv's python) with `variables`, in `groups`."""
         self.hosts[name] = dict({'ansible_connection': 'local', 'ansible_python_interpreter': PYTHON}, **variables)
+        self.set_groups(name, groups)
+
+    def set_groups(self, name, groups):
+        for group in groups:
+            self.groups.setdefault(group, [])
+            if name not in self.groups[group]:
+                self.groups[group].append(name)
         self._write_inventory()
 
     def add_playbook(self, name, text):
@@ -251,6 +256,7 @@ class RunnerJob:
         """A second private data dir (base/NAME) with the same inventory, for a job that runs at the same time."""
         job = RunnerJob(os.path.join(self.base, name))
         job.hosts = dict((host, dict(variables)) for host, variables in self.hosts.items())
+        job.groups = dict((group, list(members)) for group, members in self.groups.items())
         job._write_inventory()
         for playbook in os.listdir(self.project):
             if not os.path.exists(os.path.join(job.project, playbook)):

@@ -133,8 +133,8 @@ def test_credential_types_are_valid_for_awx_and_the_role():
             if used & secret and not options[var].get('no_log'):
                 # a secret may reach a non-secret variable only as a file name (the file holds the secret)
                 assert re.search(r'(tower|awx)\.filename', template), '%s: %s would show a secret' % (name, var)
-            assert ('tower.filename' in template or 'awx.filename' in template) == bool(injectors.get('file')) or \
-                not re.search(r'(tower|awx)\.filename', template)
+            if re.search(r'(tower|awx)\.filename', template):
+                assert injectors.get('file'), '%s: %s names a file no injector writes' % (name, var)
         # no secret in the job's environment: ansible-runner writes the environment to artifacts/<job>/command
         for var, template in injectors.get('env', {}).items():
             assert not referenced_fields(template, ids) & secret, '%s: env %s holds a secret' % (name, var)
