@@ -251,7 +251,6 @@ class RunnerJob:
             'multistore_remote_private_key_path': os.path.join(work, 'ssh', 'vmimages_multistore_remote'),
         }
 
-
     def another(self, name):
         """A second private data dir (base/NAME) with the same inventory, for a job that runs at the same time."""
         job = RunnerJob(os.path.join(self.base, name))
