@@ -49,6 +49,23 @@ HTTP_SERVER = os.path.join(ROOT, 'tests', 'integration', 'targets', 'setup_multi
 COLLECTIONS_PATH = os.pathsep.join([VENV, os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections'])
 
 
+# The start of the tests' own plays: localhost, a registry and a file store `central` under the extra var `work`.
+STORE_PLAY = """\
+- name: %(title)s
+  hosts: localhost
+  gather_facts: %(gather_facts)s
+  module_defaults:
+    group/vmimages.multistore.multistore:
+      registry: "{{ work }}/registry"
+  tasks:
+    - name: Declare a store
+      vmimages.multistore.store:
+        name: central
+        path: "{{ work }}/stores/central"
+
+"""
+
+
 class UnsafeDumper(yaml.SafeDumper):
     """Dumps every string as `!unsafe`, as AWX writes the extra vars a credential injects."""
 
@@ -178,6 +195,10 @@ class RunnerJob:
         with open(os.path.join(self.project, name), 'w') as handle:
             handle.write(text)
         return name
+
+    def add_store_play(self, name, title, tasks, gather_facts=False):
+        """A play on localhost that declares the store `central` under `work`, then runs `tasks` (YAML, indented)."""
+        return self.add_playbook(name, STORE_PLAY % {'title': title, 'gather_facts': str(gather_facts).lower()} + tasks)
 
     def awx_inject(self, credential_type, inputs):
         """Render a custom credential type's injectors with `inputs` as AWX does (CredentialType.inject_credential):

@@ -40,19 +40,8 @@ ROLE_PLAY = """\
     - role: vmimages.multistore.store_host
 """
 
-SECRETS_PLAY = """\
-- name: A job whose tasks get secrets from extra vars
-  hosts: localhost
-  gather_facts: true
-  module_defaults:
-    group/vmimages.multistore.multistore:
-      registry: "{{ work }}/registry"
-  tasks:
-    - name: Declare a store
-      vmimages.multistore.store:
-        name: central
-        path: "{{ work }}/stores/central"
-
+# tasks after the store `central` is declared (RunnerJob.add_store_play)
+SECRETS_TASKS = """\
     - name: Import an image over http with basic authentication
       vmimages.multistore.image:
         name: with-password
@@ -265,7 +254,7 @@ def test_no_secret_in_events_or_artifacts(runner_job, http_server):
     work = os.path.join(runner_job.base, 'secrets')
     os.makedirs(work)
     sha256 = runner_job.make_image(os.path.join(www, 'disk.raw'), 2)
-    runner_job.add_playbook('secrets.yml', SECRETS_PLAY)
+    runner_job.add_store_play('secrets.yml', 'A job whose tasks get secrets from extra vars', SECRETS_TASKS, gather_facts=True)
     secrets = {'download password': 'Http-basic-password-5e6f', 's3 secret key': 'S3-secret-key-in-extravars-9a8b'}
     variables = {
         'work': work, 'url': url + '/disk.raw', 'sha256': sha256, 'download_password': secrets['download password'],

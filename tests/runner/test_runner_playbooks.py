@@ -9,24 +9,13 @@ __metaclass__ = type
 
 import os
 
-FAILING_PLAY = """\
-- name: A job that fails with our messages
-  hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/vmimages.multistore.multistore:
-      registry: "{{ work }}/registry"
-  tasks:
+# tasks after the store `central` is declared (RunnerJob.add_store_play)
+FAILING_TASKS = """\
     - name: Declare a store on a forbidden path (the error is ignored, the job goes on)
       vmimages.multistore.store:
         name: bad
         path: /proc/images
       ignore_errors: true  # noqa: ignore-errors
-
-    - name: Declare a store
-      vmimages.multistore.store:
-        name: central
-        path: "{{ work }}/stores/central"
 
     - name: Import an image whose checksum is wrong
       vmimages.multistore.image:
@@ -41,19 +30,7 @@ FAILING_PLAY = """\
         msg: the import above failed
 """
 
-ASYNC_PLAY = """\
-- name: A long import in the background, polled, as a job template would run it
-  hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/vmimages.multistore.multistore:
-      registry: "{{ work }}/registry"
-  tasks:
-    - name: Declare a store
-      vmimages.multistore.store:
-        name: central
-        path: "{{ work }}/stores/central"
-
+ASYNC_TASKS = """\
     - name: Import the image served slowly (async, polled every second)
       vmimages.multistore.image:
         name: slow-disk
@@ -127,7 +104,7 @@ def test_failing_job_reports_our_message(runner_job):
     os.makedirs(work)
     image = os.path.join(work, 'disk.raw')
     runner_job.make_image(image, 2)
-    runner_job.add_playbook('failing.yml', FAILING_PLAY)
+    runner_job.add_store_play('failing.yml', 'A job that fails with our messages', FAILING_TASKS)
 
     job = runner_job.run('failing.yml', {'work': work, 'image': image}, expect='failed')
     assert job.rc != 0
@@ -155,7 +132,7 @@ def test_async_import_is_polled(runner_job, http_server):
     work = os.path.join(runner_job.base, 'async')
     os.makedirs(work)
     sha256 = runner_job.make_image(os.path.join(www, 'slow.raw'), 12)
-    runner_job.add_playbook('async.yml', ASYNC_PLAY)
+    runner_job.add_store_play('async.yml', 'A long import in the background, polled, as a job template would run it', ASYNC_TASKS)
 
     job = runner_job.run('async.yml', {'work': work, 'url': url + '/slow/slow.raw', 'sha256': sha256})
     polls = job.named('runner_on_async_poll')
