@@ -53,6 +53,9 @@ APT_PACKAGES=(
     python3-rbd       # RBD stores from Python (importable in .venv: --system-site-packages)
     python3-rados     # RBD stores from Python
     qemu-block-extra  # qemu-img rbd: driver
+    podman            # tests/ee: build the execution environment from a local base and run the demo in it
+    runc              # tests/ee: the OCI runtime that works here (crun cannot set rlimits in this sandbox)
+    netavark          # tests/ee: podman's network backend
 )
 
 log() { printf 'setup: %s\n' "$*"; }
