@@ -56,6 +56,11 @@ def normalize_quota(quota):
     return {'bytes': None if size is None else parse_size(size, 'quota.bytes'), 'images': images}
 
 
+def _unreachable(name, reason):
+    """The backend's reason already names the store (s3, swift, rbd): say it once."""
+    return StoreError(reason if reason.startswith("store '%s'" % name) else "store '%s': %s" % (name, reason))
+
+
 class StoreDeclaration:
     """Desired state of one store; computes the change, applies it unless in check mode."""
 
@@ -120,7 +125,7 @@ class StoreDeclaration:
         old = self.registry.declaration(self.name)
         probe = OpenStore(dict(connection, name=self.name, type=store_type, path=path))
         if probe.unreachable:
-            raise StoreError("store '%s': %s" % (self.name, probe.unreachable))
+            raise _unreachable(self.name, probe.unreachable)
         problem = probe.backend.check_root()
         if problem:
             raise StoreError("store '%s': %s" % (self.name, problem))
@@ -227,7 +232,7 @@ class StoreDeclaration:
         old = self.registry.declaration(self.name)
         probe = OpenStore(config)
         if probe.unreachable:
-            raise StoreError("store '%s': %s" % (self.name, probe.unreachable))
+            raise _unreachable(self.name, probe.unreachable)
         identity = probe.identity
         same_place = old and dict((key, old.get(key)) for key in PLACE_KEYS[store_type]) == place
         if identity is None and same_place and old.get('id'):
