@@ -131,6 +131,13 @@ images:
       description: Stores where an import failed or was interrupted; the next C(image) run retries them.
       type: list
       elements: str
+    damaged_in_stores:
+      description:
+        - Stores whose copy of the image is damaged - M(vmimages.multistore.store_cleanup) with I(verify) and I(repair)
+          found a slice there that no other store could restore. Delete the image from that store and copy it there
+          again; the next repair that finds the copy whole clears the mark.
+      type: list
+      elements: str
     locations:
       description: C(url) (C(file://) for file stores) and C(metadata) (store, store_id, zone, site_role) per active copy.
       type: list

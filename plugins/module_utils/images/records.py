@@ -118,6 +118,8 @@ class ImageView:
                              for name in held]
         if importing and progress is not None:
             info['progress'] = progress
-        for internal in ('extra_digests', 'learned_properties'):
+        # marked by store_cleanup's repair when a slice could be restored from no other store
+        info['damaged_in_stores'] = sorted(name for name in held if self.copies[name].get('damaged'))
+        for internal in ('extra_digests', 'learned_properties', 'damaged'):
             info.pop(internal, None)
         return info

@@ -106,6 +106,15 @@ class Agent:
     def op_missing_slices(self, digests):
         return self._store().missing_slices(digests)
 
+    def op_hash_slices(self, digests):
+        """Verify on the store host: only (digest, sha256, size) travel back, not the slices."""
+        return [list(found) for found in self._store().hash_slices(digests)]
+
+    def op_replace_slice(self, digest, body):
+        if hashlib.sha256(body).hexdigest() != digest:
+            raise errors.StoreError('slice %s arrived damaged (sha256 differs): nothing was replaced' % digest)
+        self._store().replace_slice(digest, body)
+
     def op_writer_open(self, image_id):
         writer = self._store().slice_writer(image_id)
         return {'handle': self._keep(writer), 'staged': writer.staged_digests(), 'new_bytes': writer.new_bytes}

@@ -118,6 +118,16 @@ class Store:
         """
         return self.read_slices(digests)
 
+    def hash_slices(self, digests):
+        """Yield (digest, sha256 of the stored bytes or None when the slice is missing or unreadable, bytes read)
+        for each of ``digests``, each read once from the medium (store_cleanup ``verify``)."""
+        raise NotImplementedError
+
+    def replace_slice(self, digest, data):
+        """Overwrite a damaged slice with ``data`` (verified by the caller) atomically: readers see the old
+        bytes or the new, never a mix (store_cleanup ``repair``)."""
+        raise NotImplementedError
+
     def missing_slices(self, digests):
         """The subset of ``digests`` the store lacks (one round trip for remote backends)."""
         return [digest for digest in digests if not self.has_slice(digest)]

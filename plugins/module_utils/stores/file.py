@@ -21,6 +21,7 @@ that already lies on the store's filesystem costs no new space, and exports clon
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import collections
 import errno
 import hashlib
 import mmap
@@ -41,6 +42,8 @@ IDENTITY_FILE = 'multistore.json'
 DIRECT_ALIGN = 4096
 LAYOUT_DIRS = ('slices', 'images', 'staging', 'locks')
 RETRIEVED_FILE = 'retrieved.json'
+# Slices read and hashed at once by a verify: two cores here, sha256 1.77 GB/s each.
+HASH_THREADS = 2
 # What the store itself keeps at its root: never taken for an image lying there (retrieve_existing).
 LAYOUT_ENTRIES = frozenset(LAYOUT_DIRS + (IDENTITY_FILE, RETRIEVED_FILE))
 
@@ -185,6 +188,22 @@ def _file_sha256(path):
     return digest.hexdigest()
 
 
+def _fd_sha256(fd):
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        block = os.read(fd, 1 << 20)
+        if not block:
+            return digest.hexdigest(), size
+        digest.update(block)
+        size += len(block)
+
+
+def _drop_cache(fd):
+    if hasattr(os, 'posix_fadvise'):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def _fsync_path(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -284,6 +303,48 @@ class FileStore(Store):
 
     def slice_writer(self, image_id):
         return FileSliceWriter(self, image_id)
+
+    def hash_slices(self, digests):
+        """Read and hash HASH_THREADS slices at a time (read and sha256 both release the GIL)."""
+        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            window = collections.deque()
+            for digest in digests:
+                window.append(pool.submit(self._hash_slice, digest))
+                if len(window) > HASH_THREADS:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+
+    def _hash_slice(self, digest):
+        try:
+            fd = os.open(self.slice_path(digest), os.O_RDONLY)
+        except OSError:
+            return digest, None, 0
+        try:
+            # Dropped from the page cache first: a verify must read the disk, not what memory remembers of it.
+            _drop_cache(fd)
+            found, size = _fd_sha256(fd)
+            _drop_cache(fd)
+        except OSError:  # EIO: the medium itself failed
+            return digest, None, 0
+        finally:
+            os.close(fd)
+        return digest, found, size
+
+    def replace_slice(self, digest, data):
+        """Staged in a ``.partial`` directory (store_cleanup removes it if the run dies), fsynced, renamed over."""
+        staging = os.path.join(self.root, 'staging', 'repair-%s-%s.partial' % (digest[:12], uuid.uuid4().hex[:12]))
+        makedirs(staging)
+        partial = os.path.join(staging, digest)
+        try:
+            _write_file(partial, data, 0)
+            _fsync_path(partial)
+            final = self.slice_path(digest)
+            makedirs(os.path.dirname(final))
+            os.rename(partial, final)
+            fsync_dir(os.path.dirname(final))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def referenced_slices(self):
         referenced = set()

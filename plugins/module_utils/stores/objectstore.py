@@ -33,6 +33,7 @@ __metaclass__ = type
 import collections
 import errno
 import getpass
+import hashlib
 import json
 import os
 import random
@@ -630,6 +631,26 @@ class ObjectStore(Store):
         finally:
             for _digest, future in window:
                 future.cancel()
+
+    def hash_slices(self, digests):
+        """Yield (digest, sha256 or None when absent, size), READ_AHEAD slices fetched and hashed ahead on the store's threads."""
+        def fetch(digest):
+            data = self.get_object(self.slice_key(digest), 'read slice %s' % digest)
+            return (digest, None, 0) if data is None else (digest, hashlib.sha256(data).hexdigest(), len(data))
+        window = collections.deque()
+        try:
+            for digest in digests:
+                window.append(self.executor().submit(fetch, digest))
+                if len(window) >= READ_AHEAD:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
+
+    def replace_slice(self, digest, data):
+        self.put_object(self.slice_key(digest), bytes(data), 'replace slice %s' % digest)  # a PUT is atomic
 
     def missing_slices(self, digests):
         digests = list(digests)

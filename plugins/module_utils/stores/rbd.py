@@ -24,13 +24,16 @@ Python's librbd binding releases the GIL in its calls, and aio_write keeps sever
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import collections
 import errno
+import hashlib
 import json
 import os
 import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     import rados
@@ -40,7 +43,7 @@ except ImportError:  # checked when the store is used, with a clear message
     HAS_RBD = False
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, LockError, StoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList, is_zero
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
 
 IDENTITY_OBJECT = 'multistore.json'
@@ -53,6 +56,8 @@ REFRESH_SECONDS = 10
 IN_FLIGHT = 16
 GROW_STEP = 1 << 30
 CONNECT_TIMEOUT = 10
+# Reads in flight during a verify (librbd is thread-safe and releases the GIL).
+VERIFY_READS = 4
 
 
 def _uuid_like(name):
@@ -564,6 +569,52 @@ class RbdStore(Store):
                 yield digest, data
         finally:
             image.close()
+
+    def hash_ranges(self, image_id, slice_list, indexes):
+        """Yield (index, sha256 of the range, or None when it reads as zeros, length) for the slice-list
+        positions ``indexes`` of the image's snapshot: what exports and clones read (store_cleanup ``verify``)."""
+        image = self.open_image(image_id, snapshot=SNAPSHOT, read_only=True)
+
+        def read(index):
+            try:
+                data = image.read(index * slice_list.slice_size, slice_list.slice_length(index))
+            except rbd.Error as exc:
+                raise self.error('read of rbd image %s failed' % image_id, exc)
+            found = None if is_zero(data) and len(data) == slice_list.slice_length(index) else hashlib.sha256(data).hexdigest()
+            return index, found, len(data)
+        try:
+            with ThreadPoolExecutor(max_workers=VERIFY_READS) as pool:
+                window = collections.deque()
+                for index in indexes:
+                    window.append(pool.submit(read, index))
+                    if len(window) >= VERIFY_READS:
+                        yield window.popleft().result()
+                while window:
+                    yield window.popleft().result()
+        finally:
+            image.close()
+
+    def replace_range(self, image_id, offset, data):
+        """Write ``data`` (verified by the caller) at ``offset`` of the sealed image.
+
+        A snapshot cannot be written through librbd, and the image is never written after its seal, so the
+        snapshot and the head share their RADOS objects: the bytes are written into those objects, as bit
+        rot changed them, one RADOS write per object (each atomic). Where the snapshot has its own copy of
+        an object (a clone's range still in its parent), this changes nothing: the caller reads it back.
+        """
+        try:
+            with rbd.Image(self.ioctx(), image_id, read_only=True) as image:
+                info = image.stat()
+            object_size = 1 << info['order']
+            view = memoryview(bytes(data))
+            while len(view):
+                number, within = divmod(offset, object_size)
+                part = view[:object_size - within]
+                self.ioctx().write('%s.%016x' % (info['block_name_prefix'], number), bytes(part), within)
+                offset += len(part)
+                view = view[len(part):]
+        except (rbd.Error, rados.Error) as exc:
+            raise self.error('cannot repair rbd image %s' % image_id, exc)
 
     def slice_writer(self, image_id):
         return RbdSliceWriter(self, image_id)
