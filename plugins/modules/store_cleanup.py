@@ -72,6 +72,7 @@ options:
       - In check mode the source slices are read and checked, nothing is written - C(repaired) is what would be.
     type: bool
     default: false
+'''
 
 EXAMPLES = r'''
 - name: Nightly garbage collection of every store of the host
@@ -96,6 +97,7 @@ EXAMPLES = r'''
     verify: true
     verify_sample: 5
     repair: true
+'''
 
 RETURN = r'''
 stores:

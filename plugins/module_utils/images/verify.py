@@ -100,6 +100,7 @@ class StoreVerify:
     def _positions(self, backend):
         records = {}
         positions = []
+        sizes = {}
         for image_id, record in sorted(backend.read_records().items()):
             if not is_complete(record):
                 continue
@@ -113,13 +114,9 @@ class StoreVerify:
                     self.users[digest].append(image_id)
                 if backend.positional:
                     positions.append(_Position(digest, slice_list.slice_length(index), image_id, index, index * slice_list.slice_size))
+                elif digest:
+                    sizes[digest] = slice_list.slice_length(index)
         if not backend.positional:
-            sizes = {}
-            for image_id in records:
-                slice_list = backend.read_slice_list(image_id)
-                for index, digest in enumerate(slice_list.slices):
-                    if digest:
-                        sizes[digest] = slice_list.slice_length(index)
             positions = [_Position(digest, sizes[digest]) for digest in sorted(sizes)]
         if self.sample < 100 and positions:
             chosen = sorted(self.rng.sample(range(len(positions)), int(math.ceil(len(positions) * self.sample / 100.0))))
