@@ -90,8 +90,7 @@ def test_a_flipped_byte_is_found_and_repaired_from_another_store(registry, decla
     assert changed is False and report['corrupt'] == [] and report['repaired'] == []
 
 
-def test_unrepairable_slices_mark_the_images_damaged_until_a_repair_finds_them_whole(registry, declare, image_request, make_raw,
-                                                                                      tmp_path):
+def test_unrepairable_slices_mark_the_images_damaged_until_a_repair_finds_them_whole(registry, declare, image_request, make_raw, tmp_path):
     central = declare('central')
     declare('dcn0')
     src = make_raw('a.raw', [1, 2, 3])

@@ -39,8 +39,8 @@ def exported_equals(registry, name, store, src, dest):
     return filecmp.cmp(src, dest, shallow=False)
 
 
-def test_an_overwritten_slice_object_is_found_and_repaired_from_a_file_store(kind, registry, declare, declare_object, image_request,
-                                                                              make_raw, s3_admin, tmp_path):
+def test_an_overwritten_slice_object_is_found_and_repaired_from_a_file_store(kind, registry, declare, declare_object,
+                                                                             image_request, make_raw, s3_admin, tmp_path):
     declare('central')
     backend = declare_object('objects', kind)
     src = make_raw('a.raw', [1, 2, None, 3], tail=b'tail')
