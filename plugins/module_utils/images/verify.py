@@ -73,6 +73,7 @@ class StoreVerify:
         self.repair = repair
         self.rng = rng or random.SystemRandom()
         self.names = {}
+        self.slice_lists = {}
         self.users = {}  # digest -> image ids using it
         self.verified_images = set()  # images every slice of which was verified
         self.report = {'verified_slices': 0, 'verified_bytes': 0, 'seconds': 0.0, 'throughput': 0, 'corrupt': []}
@@ -109,6 +110,7 @@ class StoreVerify:
                 continue
             records[image_id] = record
             self.names[image_id] = record.get('name')
+            self.slice_lists[image_id] = slice_list
             for index, digest in enumerate(slice_list.slices):
                 if digest and image_id not in self.users.setdefault(digest, []):
                     self.users[digest].append(image_id)
@@ -135,8 +137,7 @@ class StoreVerify:
                 by_image.setdefault(position.image_id, []).append(position)
             for image_id, wanted in sorted(by_image.items()):
                 at = dict((position.index, position) for position in wanted)
-                slice_list = backend.read_slice_list(image_id)
-                for index, found, size in backend.hash_ranges(image_id, slice_list, sorted(at)):
+                for index, found, size in backend.hash_ranges(image_id, self.slice_lists[image_id], sorted(at)):
                     self._count(size)
                     if found != at[index].digest:
                         bad.append(at[index])
@@ -206,12 +207,11 @@ class StoreVerify:
             left = [position for position in left if position not in fixed]
         return left
 
-    @staticmethod
-    def _replace(backend, position, data):
+    def _replace(self, backend, position, data):
         """Write the verified bytes, read them back: True when the store now holds them."""
         if backend.positional:
             backend.replace_range(position.image_id, position.offset, data)
-            slice_list = backend.read_slice_list(position.image_id)
+            slice_list = self.slice_lists[position.image_id]
             return [found for _index, found, _size in backend.hash_ranges(position.image_id, slice_list, [position.index])] == [position.digest]
         backend.replace_slice(position.digest, data)
         return [found for _digest, found, _size in backend.hash_slices([position.digest])] == [position.digest]
