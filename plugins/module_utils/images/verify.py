@@ -72,7 +72,7 @@ class StoreVerify:
         self.sample = sample or 100
         self.repair = repair
         self.rng = rng or random.SystemRandom()
-        self.names = {}
+        self.records = {}
         self.slice_lists = {}
         self.users = {}  # digest -> image ids using it
         self.verified_images = set()  # images every slice of which was verified
@@ -99,7 +99,7 @@ class StoreVerify:
 
     # ---- what to read
     def _positions(self, backend):
-        records = {}
+        records = self.records
         positions = []
         sizes = {}
         for image_id, record in sorted(backend.read_records().items()):
@@ -109,7 +109,6 @@ class StoreVerify:
             if slice_list is None:
                 continue
             records[image_id] = record
-            self.names[image_id] = record.get('name')
             self.slice_lists[image_id] = slice_list
             for index, digest in enumerate(slice_list.slices):
                 if digest and image_id not in self.users.setdefault(digest, []):
@@ -154,7 +153,7 @@ class StoreVerify:
         self.report['verified_bytes'] += size
 
     def _images(self, image_ids):
-        return [{'id': image_id, 'name': self.names.get(image_id)} for image_id in sorted(image_ids)]
+        return [{'id': image_id, 'name': self.records[image_id].get('name')} for image_id in sorted(image_ids)]
 
     def _describe(self, position):
         entry = {'slice': position.digest, 'size': position.size}
@@ -198,7 +197,11 @@ class StoreVerify:
                 continue  # damaged there too
             fixed = [position for position in left if position.digest == digest]
             if not check_mode:
-                fixed = [position for position in fixed if self._replace(backend, position, data)]
+                # Parents first: an rbd clone's range that reads through to its parent is whole once the parent is.
+                for position in sorted(fixed, key=lambda p: (self._cloned(p), p.image_id or '')):
+                    if not (self._cloned(position) and self._holds(backend, position)):
+                        self._write(backend, position, data)
+                fixed = [position for position in fixed if self._holds(backend, position)]
             for position in fixed:
                 entry = {'slice': digest, 'from': source.name}
                 if position.offset is not None:
@@ -208,12 +211,24 @@ class StoreVerify:
         return left
 
     def _replace(self, backend, position, data):
-        """Write the verified bytes, read them back: True when the store now holds them."""
+        self._write(backend, position, data)
+        return self._holds(backend, position)
+
+    def _cloned(self, position):
+        return bool(position.image_id and self.records[position.image_id].get('cloned_from'))
+
+    @staticmethod
+    def _write(backend, position, data):
         if backend.positional:
             backend.replace_range(position.image_id, position.offset, data)
+        else:
+            backend.replace_slice(position.digest, data)
+
+    def _holds(self, backend, position):
+        """Read back: True when the store now holds the right bytes there."""
+        if backend.positional:
             slice_list = self.slice_lists[position.image_id]
             return [found for _index, found, _size in backend.hash_ranges(position.image_id, slice_list, [position.index])] == [position.digest]
-        backend.replace_slice(position.digest, data)
         return [found for _digest, found, _size in backend.hash_slices([position.digest])] == [position.digest]
 
     def _read_from(self, source, digests):

@@ -96,3 +96,32 @@ def test_rot_in_an_image_no_other_store_holds_is_unrepairable_and_marked(registr
     assert info['damaged_in_stores'] == ['ceph'] and info['stores'] == ['ceph']
     # marked once: the next repair leaves the record alone
     assert image_id not in verify(registry, repair=True)[1]['marked_damaged']
+
+
+def test_rot_in_a_parent_shows_in_its_clone_and_one_repair_heals_both(registry, declare, declare_rbd, image_request, make_raw,
+                                                                      admin_rbd, ceph_cluster, tmp_path):
+    declare_rbd('ceph')
+    declare('central')
+    parent_name, clone_name = unique('parent'), unique('child')
+    src = make_raw('p.raw', [31, 32])
+    image_request(name=parent_name, src=src, stores=['ceph', 'central']).present(check_mode=False)
+    image_request(name=clone_name, clone_from=parent_name, state='cloned').cloned(check_mode=False)
+    catalog = Catalog(registry)
+    parent_id, child_id = catalog.find(name=parent_name).id, catalog.find(name=clone_name).id
+    rot(admin_rbd, ceph_cluster['rbd_pool'], parent_id, SLICE_SIZE + 7)
+    corrupt = verify(registry)[1]['corrupt']
+    assert [entry['offset'] for entry in mine(corrupt, parent_id) + mine(corrupt, child_id)] == [SLICE_SIZE, SLICE_SIZE]
+
+    changed, report = verify(registry, repair=True)
+    healed = {'slice': sha256(slice_bytes(32)), 'offset': SLICE_SIZE, 'from': 'central'}
+    assert changed is True and report['repaired'].count(healed) == 2
+    assert mine(report['unrepairable'], parent_id) + mine(report['unrepairable'], child_id) == []
+    assert not set([parent_id, child_id]) & set(report['marked_damaged'])
+    import rbd
+    with admin_rbd.open_ioctx(ceph_cluster['rbd_pool']) as ioctx:
+        with rbd.Image(ioctx, child_id, read_only=True) as image:
+            prefix = image.stat()['block_name_prefix']
+        assert [obj.key for obj in ioctx.list_objects() if obj.key.startswith(prefix)] == []  # the clone still shares its parent's data
+    dest = str(tmp_path / 'child.out')
+    Export(catalog, Catalog(registry).find(name=clone_name), 'ceph', dest).run()
+    assert filecmp.cmp(src, dest, shallow=False)
