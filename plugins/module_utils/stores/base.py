@@ -128,6 +128,15 @@ class Store:
         bytes or the new, never a mix (store_cleanup ``repair``)."""
         raise NotImplementedError
 
+    def hash_ranges(self, image_id, slice_list, indexes):
+        """Positional stores: yield (index, sha256 of the range or None when it reads as zeros, bytes read) for
+        the slice-list positions ``indexes`` of the image (store_cleanup ``verify``)."""
+        raise NotImplementedError
+
+    def replace_range(self, image_id, offset, data):
+        """Positional stores: overwrite the image's bytes at ``offset`` with ``data`` (verified by the caller)."""
+        raise NotImplementedError
+
     def missing_slices(self, digests):
         """The subset of ``digests`` the store lacks (one round trip for remote backends)."""
         return [digest for digest in digests if not self.has_slice(digest)]
