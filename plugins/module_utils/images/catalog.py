@@ -312,7 +312,7 @@ class ImageRequest:
         if missing:
             missing = self._usable(missing)
             if active:
-                self.actions.append('copy to %s from %s' % (', '.join(store.name for store in missing), self._source_store(active).name))
+                self.actions.append('copy to %s from %s' % (', '.join(store.name for store in missing), self._source_store(active, view).name))
                 if not check_mode:
                     self._copy(view, missing)
             elif self.params.get('src'):
@@ -377,9 +377,10 @@ class ImageRequest:
                 'headers': params.get('url_headers'), 'username': params.get('url_username'),
                 'password': params.get('url_password')}
 
-    def _source_store(self, active):
+    def _source_store(self, active, view):
+        """Central first, and a copy store_cleanup marked damaged only when no whole copy is left."""
         stores = [self.catalog.store(name) for name in active]
-        return _central_first(stores)[0]
+        return sorted(_central_first(stores), key=lambda store: bool(view.copies[store.name].get('damaged')))[0]
 
     # ---- transfers
     def _sinks(self, stack, image_id, targets, placeholder):
@@ -555,7 +556,7 @@ class ImageRequest:
         self._transfer(image_id, targets, placeholder, move_data)
 
     def _copy(self, view, targets):
-        source_store = self._source_store(view.active_stores())
+        source_store = self._source_store(view.active_stores(), view)
         record = view.copies[source_store.name]
         slice_list = source_store.backend.read_slice_list(view.id)
         placeholder = dict(record, status='importing', updated_at=utc_now())

@@ -224,3 +224,22 @@ def test_a_remote_file_store_is_verified_and_repaired_over_ssh(remote_sshd, regi
     changed, report = verify(registry, 'edge', repair=True)
     assert changed is False and report['corrupt'] == [] and report['verified_slices'] == 3
     assert verify(registry, 'edge')[1]['corrupt'] == []
+
+
+def test_a_copy_reads_from_a_whole_copy_rather_than_a_damaged_one(registry, declare, image_request, make_raw, tmp_path):
+    """Central comes first as a copy's source, unless its copy is marked damaged (as a verify without a source leaves it)."""
+    central = declare('central', site_role='central')
+    declare('edge1', site_role='edge')
+    declare('edge2', site_role='edge')
+    src = make_raw('a.raw', [1, 2, 3])
+    image_request(name='a', src=src, stores=['central', 'edge1']).present(check_mode=False)
+    path, digest = slice_file(central, 2)
+    flip_byte(path)
+    image_id = Catalog(registry).find(name='a').id
+    backend = registry.open('central').backend
+    record = backend.read_record(image_id)
+    record['damaged'] = {'slices': [digest], 'found_at': '2026-12-01T00:00:00Z'}
+    backend.write_record(image_id, record)
+    copy = image_request(name='a', stores=['edge2'])
+    assert copy.present(check_mode=False) is True and copy.actions == ['copy to edge2 from edge1']
+    assert export_equals(registry, 'a', 'edge2', src, str(tmp_path / 'a.out'))
