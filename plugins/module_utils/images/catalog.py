@@ -294,9 +294,6 @@ class ImageRequest:
         reactivate = self.enabled is True and bool(deactivated)
         if reactivate:
             self.actions.append('reactivate')
-            if not check_mode:
-                self._update(view.id, {'status': 'active'})
-                view = self.catalog.find(view.id)
         if self.enabled is False and view.active_stores():
             updates['status'] = 'deactivated'
         elif reactivate:
@@ -311,6 +308,11 @@ class ImageRequest:
                                 ', '.join(raw_only), '' if len(raw_only) > 1 else 's'))
         if missing:
             missing = self._usable(missing)
+        if reactivate and not check_mode:
+            # Once every check passed, and before a copy: the copy reads from an active copy.
+            self._update(view.id, {'status': 'active'})
+            view = self.catalog.find(view.id)
+        if missing:
             if active:
                 self.actions.append('copy to %s from %s' % (', '.join(store.name for store in missing), self._source_store(active, view).name))
                 if not check_mode:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
-    ImageError, InvalidArgument, SignatureError)
+    ImageError, InvalidArgument, SignatureError, StoreError)
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
 
@@ -229,3 +229,12 @@ def test_expired_certificate_is_refused_before_reading(declare, image_request, m
     with pytest.raises(SignatureError, match='expired|not valid'):
         image_request(name='s', src=src, stores=['central'], signature=_signed_setup(tmp_path, src, expired=True)).present(False)
     assert leftovers(central) == []
+
+
+def test_a_refused_copy_does_not_reactivate(declare, image_request, make_raw, registry):
+    declare('central')
+    declare('off', enabled=False)
+    image_request(name='img', src=make_raw('a.raw', [1]), stores=['central'], enabled=False).present(False)
+    with pytest.raises(StoreError, match="store .off. is disabled"):
+        image_request(name='img', enabled=True, stores=['off']).present(False)
+    assert Catalog(registry).find(name='img').describe()['status'] == 'deactivated'  # nothing changed
