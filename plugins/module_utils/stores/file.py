@@ -181,14 +181,15 @@ def _write_file(path, data, flags):
 
 
 def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _fd_sha256(fd)[0]
+    finally:
+        os.close(fd)
 
 
 def _fd_sha256(fd):
+    """(sha256 hex, bytes read) of what is left to read from ``fd``."""
     digest = hashlib.sha256()
     size = 0
     while True:
