@@ -83,7 +83,6 @@ class RawPreparation:
         self.directory = None
         self.source = source
         self.origin = None
-        self.report = None  # the source's inspection, when this pass read it
 
     def __enter__(self):
         try:
@@ -119,7 +118,6 @@ class RawPreparation:
         local = isinstance(self.original, LocalFileSource)
         spool = None if local else SpoolSink(os.path.join(self.directory, 'source'))
         size, report, digest = self._vet(spool)
-        self.report = report
         if spool:
             os.truncate(spool.path, size)  # trailing zero slices were holes never written
         if self.checksum and digest != self.checksum[1]:

@@ -125,9 +125,6 @@ def run(reader, sinks, extra_algorithms=(), on_slice=None, observers=()):
         if done:
             free.put(slot)
 
-    def hash_work(hasher):
-        return lambda index, view: hasher.update(view)
-
     def slice_work(index, view):
         # A memcmp first: it stops at the first non-zero byte, and spares the sha256 of holes (sparse images, datablocks).
         if is_zero(view):
@@ -143,7 +140,7 @@ def run(reader, sinks, extra_algorithms=(), on_slice=None, observers=()):
     # A local file source (reader.clone_fd) lets file stores on a reflink filesystem clone each slice's range of
     # the file instead of writing it; every buffer but the last is SLICE_SIZE, so slice i starts at i * SLICE_SIZE.
     clone_fd = getattr(reader, 'clone_fd', None)
-    workers = [_Worker(hash_work(hasher), release, errors) for hasher in hashers.values()]
+    workers = [_Worker(_observe(hasher.update), release, errors) for hasher in hashers.values()]
     workers.append(_Worker(slice_work, release, errors))
     workers.extend(_Worker(_observe(observer), release, errors) for observer in observers)
     for worker in workers:
