@@ -329,6 +329,7 @@ skipped_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends.known import store_argument_spec
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
     open_registry, registry_argument_spec, run)
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.retrieve import Retrieval
@@ -336,38 +337,8 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declara
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type='str', required=True),
-        type=dict(type='str', default='file', choices=['file', 'rbd', 's3', 'swift']),
-        path=dict(type='path'),
-        pool=dict(type='str'),
-        ceph_conf=dict(type='path'),
-        keyring=dict(type='path', no_log=False),
-        mon_hosts=dict(type='list', elements='str'),
-        endpoint=dict(type='str'),
-        bucket=dict(type='str'),
-        container=dict(type='str'),
-        prefix=dict(type='str'),
-        access_key=dict(type='str', no_log=False),
-        secret_key=dict(type='str', no_log=True),
-        region=dict(type='str'),
-        validate_certs=dict(type='bool', default=True),
-        host=dict(type='str'),
-        port=dict(type='int', default=22),
-        user=dict(type='str'),
-        private_key=dict(type='path', no_log=False),
-        password=dict(type='str', no_log=True),
-        known_hosts=dict(type='path'),
-        zone=dict(type='str'),
-        description=dict(type='str'),
-        site_role=dict(type='str', choices=['central', 'edge']),
-        data_network=dict(type='str'),
-        sync_network=dict(type='str'),
-        quota=dict(type='dict', options=dict(bytes=dict(type='raw'), images=dict(type='int'))),
-        enabled=dict(type='bool', default=True),
-        retrieve_existing=dict(type='bool', default=False),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-    )
+    # The common options and every back end's (plugins/module_utils/backends/): one list, not written again here.
+    argument_spec = store_argument_spec()
     argument_spec.update(registry_argument_spec())
     # What each type requires with state=present is checked by the engine (declaration.py), with the reason.
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import uuid
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends.backend import COW_CLONE, RAW_ONLY
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
     ImageError, InvalidArgument, MultistoreError, SourceError, StoreError, TransferInterrupted)
@@ -239,7 +240,7 @@ class ImageRequest:
 
     def _import_src(self, image_id, targets, check_mode):
         """Import the src parameter (or make the datablock) into ``targets`` (in check mode: only check the source)."""
-        converting = self.params.get('convert_to') == 'raw' or any(store.backend.positional for store in targets)
+        converting = self.params.get('convert_to') == 'raw' or any(store.backend.can(RAW_ONLY) for store in targets)
         if self.datablock:
             self._check_driver('raw' if converting else self.datablock.disk_format, self.name)
             self.actions.append('make %s in %s' % (self.datablock.description, ', '.join(store.name for store in targets)))
@@ -300,7 +301,7 @@ class ImageRequest:
             record = dict(record, status='active')
         self.after = self._summary(dict(record, **updates), active + [store.name for store in missing])
         changed = bool(missing or updates or reactivate)
-        raw_only = [store.name for store in missing if store.backend.positional]
+        raw_only = [store.name for store in missing if store.backend.can(RAW_ONLY)]
         if raw_only and record.get('disk_format') not in RAW_LIKE:
             raise ImageError("image '%s' (id %s) is %s and store%s %s hold%s raw images only: import it again with convert_to: raw "
                              "(under a new name), or export it as raw and import that"
@@ -527,6 +528,8 @@ class ImageRequest:
         def move_data(sinks, refresh, progress):
             reader = source.open()
             progress.set_total(getattr(reader, 'expected_size', None))
+            for sink in sinks:
+                sink.writer.expect(getattr(reader, 'expected_size', None))
             try:
                 result = pipeline.run(reader, sinks, extra_algorithms=extra, on_slice=refresh,
                                       observers=[verifier.update] if verifier else ())
@@ -643,7 +646,7 @@ class ImageRequest:
                 for store in _central_first(targets):
                     slice_list = store.backend.read_slice_list(parent.id)
                     done.append(store)
-                    if store.backend.positional:
+                    if store.backend.can(COW_CLONE):
                         store.backend.clone_image(parent.id, image_id, record, slice_list)
                     else:
                         with store.backend.slice_guard(exclusive=False):

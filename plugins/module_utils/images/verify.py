@@ -27,6 +27,7 @@ import math
 import random
 import time
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends.backend import DEDUP_SLICES
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, LockError, MultistoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import is_complete
@@ -113,11 +114,11 @@ class StoreVerify:
             for index, digest in enumerate(slice_list.slices):
                 if digest and image_id not in self.users.setdefault(digest, []):
                     self.users[digest].append(image_id)
-                if backend.positional:
+                if not backend.can(DEDUP_SLICES):
                     positions.append(_Position(digest, slice_list.slice_length(index), image_id, index, index * slice_list.slice_size))
                 elif digest:
                     sizes[digest] = slice_list.slice_length(index)
-        if not backend.positional:
+        if backend.can(DEDUP_SLICES):
             positions = [_Position(digest, sizes[digest]) for digest in sorted(sizes)]
         if self.sample < 100 and positions:
             chosen = sorted(self.rng.sample(range(len(positions)), int(math.ceil(len(positions) * self.sample / 100.0))))
@@ -130,7 +131,7 @@ class StoreVerify:
     def _verify(self, backend, positions):
         """The positions whose bytes do not match their digest; each read once."""
         bad = []
-        if backend.positional:
+        if not backend.can(DEDUP_SLICES):
             by_image = {}
             for position in positions:
                 by_image.setdefault(position.image_id, []).append(position)
@@ -219,21 +220,21 @@ class StoreVerify:
 
     @staticmethod
     def _write(backend, position, data):
-        if backend.positional:
+        if not backend.can(DEDUP_SLICES):
             backend.replace_range(position.image_id, position.offset, data)
         else:
             backend.replace_slice(position.digest, data)
 
     def _holds(self, backend, position):
         """Read back: True when the store now holds the right bytes there."""
-        if backend.positional:
+        if not backend.can(DEDUP_SLICES):
             slice_list = self.slice_lists[position.image_id]
             return [found for _index, found, _size in backend.hash_ranges(position.image_id, slice_list, [position.index])] == [position.digest]
         return [found for _digest, found, _size in backend.hash_slices([position.digest])] == [position.digest]
 
     def _read_from(self, source, digests):
         """Yield (digest, data) for those of ``digests`` ``source`` holds; each view is used before the next."""
-        if not source.backend.positional:
+        if source.backend.can(DEDUP_SLICES):
             held = set(digests) - set(source.backend.missing_slices(digests))
             return source.backend.read_slices(sorted(held))
         return self._read_from_images(source, digests)

@@ -35,6 +35,9 @@ class SliceWriter:
     def plan(self, slice_list):
         """Called before a copy with the image's whole slice list (position-addressed stores need it)."""
 
+    def expect(self, size):
+        """Called before an import whose size is known (a volume that cannot shrink is made that size at once)."""
+
     def put(self, digest, data, index=None):
         """Stage a slice unless the store already has it; return True when bytes were written.
 
@@ -61,12 +64,15 @@ class Store:
     kind = None
     # True for stores reached over a network: unreachable means disconnected, not an error.
     remote = False
-    # True for stores that keep whole images by position (rbd): no content addressing, no dedup.
-    positional = False
+    # What the back end can do (backends/backend.py): set from its declaration when the store is opened.
+    capabilities = frozenset()
 
     def __init__(self, name, config):
         self.name = name
         self.config = config
+
+    def can(self, capability):
+        return capability in self.capabilities
 
     # identity and health
     def read_identity(self):

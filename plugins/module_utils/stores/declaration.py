@@ -10,14 +10,13 @@ import ipaddress
 import os
 import uuid
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends.known import BACKENDS, DEFAULT_TYPE, secret_keys
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.networks import is_network, resolve_network
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
-    check_bucket_name, check_ceph_user, check_cidr, check_endpoint, check_key_prefix, check_mon_host, check_pool_name, check_port,
-    check_store_name, check_store_path, parse_size)
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_cidr, check_store_name, parse_size
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import BACKENDS, OpenStore
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import OpenStore
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import choose_address
 
 IDENTITY_FORMAT = 'vmimages.multistore/store'
@@ -25,10 +24,8 @@ IDENTITY_FORMAT = 'vmimages.multistore/store'
 DECLARED_FIELDS = ('name', 'zone', 'description', 'site_role', 'quota', 'enabled', 'data_network', 'sync_network',
                    'data_address', 'sync_address')
 NETWORKS = ('data', 'sync')
-# Declaration keys that are secrets: kept in the registry file (mode 0600), never shown.
-SECRET_KEYS = ('password', 'secret_key')
-# What identifies where a store of each service type lives (one place holds one store).
-PLACE_KEYS = {'rbd': ('pool', 'ceph_conf', 'mon_hosts'), 's3': ('endpoint', 'bucket', 'prefix'), 'swift': ('endpoint', 'container', 'prefix')}
+# Declaration keys that are secrets (the back ends mark them): kept in the registry file (mode 0600), never shown.
+SECRET_KEYS = secret_keys()
 
 
 def network_address(identity, kind):
@@ -100,25 +97,16 @@ class StoreDeclaration:
                 raise InvalidArgument("path %s%s is already declared as store '%s': one path holds one store; use name: %s"
                                       % ('%s:' % host if host else '', path, declaration['name'], declaration['name']))
 
-    def _connection(self):
-        """How to reach a store on another host; empty for a local store."""
-        params = self.params
-        if not params.get('host'):
-            return {}
-        connection = {'host': params['host'], 'port': check_port(params.get('port') or 22), 'user': params.get('user') or 'root'}
-        for key in ('private_key', 'known_hosts', 'password'):
-            if params.get(key):
-                connection[key] = params[key]
-        return connection
-
     def present(self, check_mode):
-        store_type = self.params.get('type') or 'file'
+        store_type = self.params.get('type') or DEFAULT_TYPE
         if store_type not in BACKENDS:
             raise InvalidArgument("store type '%s' is not supported yet (supported: %s)" % (store_type, ', '.join(sorted(BACKENDS))))
-        if store_type != 'file':
-            return self._present_service(store_type, check_mode)
-        path = check_store_path(self.params.get('path'))
-        connection = self._connection()
+        backend = BACKENDS[store_type]
+        if backend.shared:
+            return self._present_service(backend, check_mode)
+        config = backend.configure(self.params)
+        path = config.pop('path')
+        connection = config  # how to reach a store on another host; empty for a local store
         # Resolved before anything is written; a store on another host has its networks resolved there.
         desired = None if connection else self._desired_identity(resolve=True)
         self._check_path_not_taken(path, connection.get('host'))
@@ -174,57 +162,22 @@ class StoreDeclaration:
                 self.registry.save(new_declaration)
         return identity_changed or declaration_changed
 
-    def _service_config(self, store_type):
-        """How to reach an rbd pool or an s3/swift bucket, validated; what the registry keeps for it."""
+    def _service_config(self, backend):
+        """How to reach a pool, a bucket or a Cinder, validated by its back end; what the registry keeps for it."""
         params = self.params
         if params.get('path') or params.get('host'):
-            raise InvalidArgument('path and host are file store options; a %s store takes %s' % (
-                store_type, 'pool, ceph_conf, keyring, user, mon_hosts' if store_type == 'rbd' else 'endpoint, %s, access_key, secret_key, region'
-                % ('bucket' if store_type == 's3' else 'container')))
-        required = {'rbd': 'pool', 's3': 'bucket', 'swift': 'container'}[store_type]
-        if not params.get(required):
-            raise InvalidArgument('a %s store needs %s:' % (store_type, required))
-        if store_type == 'rbd':
-            config = {'pool': check_pool_name(params.get('pool')), 'user': check_ceph_user(params.get('user') or 'admin')}
-            for key in ('ceph_conf', 'keyring'):
-                if params.get(key):
-                    if not os.path.isabs(params[key]):
-                        raise InvalidArgument('%s %s is relative: give an absolute path on the host' % (key, params[key]))
-                    if not os.path.isfile(params[key]):
-                        raise InvalidArgument('%s %s does not exist on this host (the store_host role writes it)' % (key, params[key]))
-                    config[key] = params[key]
-            if params.get('mon_hosts'):
-                config['mon_hosts'] = [check_mon_host(host) for host in params['mon_hosts']]
-            if not config.get('ceph_conf') and not config.get('mon_hosts'):
-                if not os.path.isfile('/etc/ceph/ceph.conf'):
-                    raise InvalidArgument('give ceph_conf or mon_hosts: there is no /etc/ceph/ceph.conf on this host')
-                config['ceph_conf'] = '/etc/ceph/ceph.conf'
-            return config
-        container_key = 'bucket' if store_type == 's3' else 'container'
-        if store_type == 'swift' and not params.get('endpoint'):
-            raise InvalidArgument('a swift store needs endpoint: (the auth URL, e.g. http://rgw.example.org:7480/auth/1.0)')
-        config = {container_key: check_bucket_name(params.get(container_key), container_key),
-                  'prefix': check_key_prefix(params.get('prefix')), 'validate_certs': params.get('validate_certs', True) is not False}
-        if params.get('endpoint'):
-            config['endpoint'] = check_endpoint(params['endpoint'])
-        if params.get('region'):
-            config['region'] = params['region']
-        if bool(params.get('access_key')) != bool(params.get('secret_key')):
-            raise InvalidArgument('give access_key and secret_key together')
-        if params.get('access_key'):
-            config['access_key'] = params['access_key']
-            config['secret_key'] = params['secret_key']
-        elif store_type == 'swift':
-            raise InvalidArgument('a swift store needs access_key (the Swift user, account:user) and secret_key (its key)')
-        return config
+            raise InvalidArgument('path and host are file store options; a %s store takes %s' % (backend.name, backend.summary))
+        if backend.needs and not any(params.get(key) for key in backend.needs):
+            raise InvalidArgument('a %s store needs %s:' % (backend.name, ' or '.join(backend.needs)))
+        return backend.configure(params)
 
-    def _present_service(self, store_type, check_mode):
-        """An rbd pool or an s3/swift bucket: shared by every host that declares it; the identity lives in it."""
-        config = dict(self._service_config(store_type), name=self.name, type=store_type)
-        place = dict((key, config.get(key)) for key in PLACE_KEYS[store_type])
+    def _present_service(self, backend, check_mode):
+        """A shared store (an rbd pool, an s3/swift bucket, a Cinder): every host that declares it finds it; the identity lives in it."""
+        store_type = backend.name
+        config = dict(self._service_config(backend), name=self.name, type=store_type)
+        place = backend.place(config)
         for declaration in self.registry.declarations():
-            if declaration['name'] != self.name and declaration.get('type') == store_type and \
-                    dict((key, declaration.get(key)) for key in PLACE_KEYS[store_type]) == place:
+            if declaration['name'] != self.name and declaration.get('type') == store_type and backend.place(declaration) == place:
                 raise InvalidArgument("that %s place is already declared as store '%s': one place holds one store; use name: %s"
                                       % (store_type, declaration['name'], declaration['name']))
         # Many hosts share a pool or bucket: its networks are recorded as declared, never resolved on one of them.
@@ -234,7 +187,7 @@ class StoreDeclaration:
         if probe.unreachable:
             raise _unreachable(self.name, probe.unreachable)
         identity = probe.identity
-        same_place = old and dict((key, old.get(key)) for key in PLACE_KEYS[store_type]) == place
+        same_place = old and backend.place(old) == place
         if identity is None and same_place and old.get('id'):
             raise StoreError("store '%s' (id %s) was in %s but its identity record is gone: remove the store with state: absent "
                              "before declaring a new one there" % (self.name, old['id'], probe.backend.where()))
@@ -309,8 +262,8 @@ def describe(store, with_stats=True):
     if store.declaration.get('host'):
         # Which of the store host's addresses this host dials, and why a declared sync or data address is not used.
         info['address'], info['address_note'] = choose_address(store.declaration)
-    for key in ('pool', 'user', 'ceph_conf', 'mon_hosts', 'endpoint', 'bucket', 'container', 'prefix', 'region'):
-        if store.declaration.get(key) is not None and store.declaration['type'] != 'file':
+    for key in store.kind.shown_keys():
+        if store.declaration.get(key) is not None:
             info[key] = store.declaration[key]
     if with_stats and store.identity is not None:
         try:

@@ -275,7 +275,6 @@ class RbdSliceWriter(SliceWriter):
 class RbdStore(Store):
     kind = 'rbd'
     remote = True
-    positional = True
     slice_size = SLICE_SIZE
 
     def __init__(self, name, config):

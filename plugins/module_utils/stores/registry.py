@@ -13,18 +13,13 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends.known import BACKENDS
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import atomic_write_json, makedirs, read_json, remove_file
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_store_name
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.rbd import RbdStore
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.s3 import S3Store
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.swift import SwiftStore
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import SshFileStore
 
 SYSTEM_REGISTRY = '/var/lib/vmimages-multistore/stores'
 USER_REGISTRY = '~/.local/share/vmimages-multistore/stores'
-BACKENDS = {'file': FileStore, 'rbd': RbdStore, 's3': S3Store, 'swift': SwiftStore}
 
 
 def default_registry():
@@ -37,8 +32,12 @@ class OpenStore:
     def __init__(self, declaration):
         self.declaration = declaration
         self.name = declaration['name']
-        backend = SshFileStore if declaration.get('host') else BACKENDS[declaration['type']]
-        self.backend = backend(self.name, declaration)
+        if declaration.get('type') not in BACKENDS:
+            raise StoreError("store '%s' is declared with type %r, which this version does not know (known: %s): declare it again"
+                             % (self.name, declaration.get('type'), ', '.join(BACKENDS)))
+        # The back end's declaration (backends/): its capabilities, place keys, secrets.
+        self.kind = BACKENDS[declaration['type']]
+        self.backend = self.kind.open(self.name, declaration)
         self.identity = self._read_identity()
 
     def _read_identity(self):

@@ -21,7 +21,7 @@ if _ROOT not in sys.path:
 # the session's Ceph (ceph_lab behind ceph_cluster) and the `ceph` marker (pytest_configure)
 from tests.ceph.pytest_ceph import ceph_cluster, ceph_lab, pytest_configure  # noqa: E402,F401  pylint: disable=unused-import
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores import registry as registry_module  # noqa: E402
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends import known as known_backends  # noqa: E402
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration  # noqa: E402
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.objectstore import ObjectStore  # noqa: E402
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.s3 import S3Store  # noqa: E402
@@ -94,10 +94,9 @@ def new_bucket(s3_admin, bucket_keys):
 
 
 @pytest.fixture
-def object_backends(monkeypatch):
-    """The registry knows s3 and swift (whether or not registry.py lists them yet)."""
-    for name, backend in BACKENDS.items():
-        monkeypatch.setitem(registry_module.BACKENDS, name, backend)
+def object_backends():
+    """The registry knows s3 and swift (backends/known.py declares them)."""
+    assert set(BACKENDS) <= set(known_backends.BACKENDS)
 
 
 @pytest.fixture
