@@ -7,7 +7,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
-import os
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.backends.known import BACKENDS, DEFAULT_TYPE, secret_keys
