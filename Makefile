@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph ee runner sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph cinder-up cinder-down cinder-test ee runner sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
@@ -31,6 +31,8 @@ help:
 	@echo "make lab-up       create lab LAB_NAME=dev with LAB_HOSTS=central,edge1,edge2 (root); make lab-down"
 	@echo "make ceph-up      start a 1-node Ceph in CEPH_DIR=/tmp/vmimages-ceph-dev, print cluster.json; make ceph-down"
 	@echo "make ceph-test    pytest tests/ceph -m ceph (real Ceph: mon, mgr, OSD, radosgw; ~20 s; CEPH_LAB_DIR reuses one)"
+	@echo "make cinder-up    start OpenStack Cinder (2 RBD back ends) in CINDER_DIR=/tmp/vmimages-cinder-dev on CEPH_DIR's Ceph; make cinder-down"
+	@echo "make cinder-test  pytest tests/cinder -m cinder (real Cinder + Ceph, os-brick; ~2 min cold; CINDER_LAB_DIR reuses one)"
 	@echo "make ee           pytest tests/ee: the AWX execution environment (ansible-builder create, EE dependencies)"
 	@echo "make runner       pytest tests/runner: playbooks and AWX credential types under ansible-runner (root; ~2 min)"
 	@echo "make sanity       ansible-test sanity            [SANITY_ARGS='--test pylint']"
@@ -89,6 +91,22 @@ ceph-test: $(SETUP)
 
 # the `ceph` suite of `make test`
 ceph: ceph-test
+
+CINDER_DIR ?= /tmp/vmimages-cinder-dev
+
+# Cinder runs on CEPH_DIR's cluster: started first (a running one is only re-checked)
+cinder-up:
+	@python3 tests/ceph/cephlab.py install
+	@python3 tests/ceph/cephlab.py start --dir $(CEPH_DIR) >/dev/null
+	@python3 tests/cinder/cinderlab.py install
+	@python3 tests/cinder/cinderlab.py start --dir $(CINDER_DIR) --ceph-dir $(CEPH_DIR) --json
+	@echo "reuse it in tests: CINDER_LAB_DIR=$(CINDER_DIR) make cinder-test" >&2
+
+cinder-down:
+	python3 tests/cinder/cinderlab.py stop --dir $(CINDER_DIR) --purge
+
+cinder-test: $(SETUP)
+	$(BIN)/python -m pytest tests/cinder -m cinder $(PYTEST_ARGS)
 
 # the `ee` suite of `make test`: execution-environment.yml and meta/ee-* (meta/README-ee.md)
 ee: $(SETUP)
