@@ -83,6 +83,7 @@ DAEMON_PROGRAMS = ('beam.smp', 'epmd', 'mariadbd', 'tgtd', 'iscsid', 'uwsgi', 'c
 POLICY_RC_D = '/usr/sbin/policy-rc.d'
 
 RABBITMQ_SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server'  # the server itself, not the su wrapper of /usr/sbin
+RABBITMQCTL = '/usr/lib/rabbitmq/bin/rabbitmqctl'
 API_PASTE = ('/usr/share/cinder-common/api-paste.ini', '/etc/cinder/api-paste.ini')
 HOST = 'cinderlab'
 USER = 'admin'
@@ -670,6 +671,9 @@ rabbit_interval_max = 2
         if missing:
             return 'not up: %s' % ', '.join(missing)
         if 'cinder-volume' in want:
+            problem = self.rpc_problem()
+            if problem:
+                return problem
             # an RPC round trip (API -> scheduler -> API), and the back ends' capabilities reached the scheduler:
             # before that, a new volume fails with "No valid backend"
             status, body = self.api('GET', '/v3/scheduler-stats/get_pools', timeout=60)
@@ -680,6 +684,21 @@ rabbit_interval_max = 2
             if missing:
                 return 'the scheduler knows no pool %s yet' % ', '.join(missing)
         return None
+
+    def rpc_problem(self):
+        """None when the scheduler and both back ends consume their RPC queues, else which do not (yet).
+
+        A service is `up` (database heartbeat) before it listens on RabbitMQ, and after RabbitMQ restarts its
+        queues are gone until each service has reconnected and declared them again: a call sent meanwhile is
+        dropped and the caller waits rpc_response_timeout (30 s) for nothing."""
+        res = subprocess.run([RABBITMQCTL, '-q', 'list_queues', 'name', 'consumers'], env=self.rabbit_env(self.state()),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
+        if res.returncode != 0:
+            return 'rabbitmqctl list_queues failed: %s' % tail_text(res.stderr or res.stdout, 3)
+        consumers = dict(line.split('\t', 1) for line in res.stdout.splitlines() if '\t' in line)
+        need = ['cinder-scheduler'] + ['cinder-volume.%s@%s' % (HOST, b) for _t, b, _s in TYPES]
+        missing = [q for q in need if consumers.get(q, '0').strip() in ('0', 'consumers')]
+        return 'no consumer on RabbitMQ queue(s) %s yet' % ', '.join(missing) if missing else None
 
     def max_microversion(self):
         _status, body = self.api('GET', '/')

@@ -57,6 +57,9 @@ def pytest_configure(config):
     pytest_ceph.pytest_configure(config)
     config.addinivalue_line('markers', 'cinder: uses a real OpenStack Cinder on the Ceph test cluster '
                                        '(tests/cinder/cinderlab.py, fixture cinder_cloud; root to install packages)')
+    # Debian's OpenStack libraries, imported by cinderclient and os-brick, on Python 3.11
+    for module in ('webob.compat', 'eventlet.support.greenlets'):
+        config.addinivalue_line('filterwarnings', 'ignore::DeprecationWarning:%s' % module)
     lab_dir = os.environ.get('CINDER_LAB_DIR')
     if lab_dir and not os.environ.get('CEPH_LAB_DIR'):
         # the lab to reuse runs on a cluster of its own: have the Ceph plugin reuse that one
