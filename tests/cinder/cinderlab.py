@@ -395,8 +395,8 @@ keyring = {keyring}
 
     def purge_ceph(self, st):
         """Remove the lab's pools and client from its Ceph cluster (when that still runs)."""
-        if not st.get('ceph_dir') or not st.get('prefix'):
-            return
+        if not st.get('pools_done') and not st.get('client_done'):
+            return  # never got that far
         try:
             ceph = self.ceph_lab(st)
             if ceph.status_json() is None:
