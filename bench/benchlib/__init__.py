@@ -38,7 +38,8 @@ def engine():
         sys.path.insert(0, VENV)
     from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import Registry
     from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
-    from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 
     class Engine:
         pass

@@ -340,7 +340,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
     open_registry, registry_argument_spec, run)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import CONTAINER_FORMATS, DISK_FORMATS
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import BUSES, DRIVERS, Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import BUSES, DRIVERS, ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.signatures.verifier import HASH_METHODS, KEY_TYPES
 
 

@@ -41,7 +41,8 @@ def test_store_reached_with_a_password(password_host, tmp_path):
     sys.path.insert(0, os.path.join(ROOT, '.venv'))
     # pylint: disable=import-outside-toplevel
     from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
-    from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
     from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
     from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import Registry
 

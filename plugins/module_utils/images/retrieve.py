@@ -39,7 +39,8 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs impo
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_image_name, check_store_path
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import FormatInspector, FormatReport, check_declared
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import IDENTITY_FILE, LAYOUT_ENTRIES, RETRIEVED_FILE
 
 MEMORY_FORMAT = 'vmimages.multistore/retrieved'

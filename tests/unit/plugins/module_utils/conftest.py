@@ -6,7 +6,8 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 
 from image_files import slice_bytes

@@ -8,9 +8,9 @@ import multiprocessing
 import os
 import time
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.images import catalog as catalog_module
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import PERIOD, Progress, progress_path, read_progress
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
 
 
 class FakeClock:
@@ -77,7 +77,7 @@ def test_image_info_sees_progress_of_a_running_import(declare, registry, image_r
     image_id = '2b8f0c8e-6f7a-4b59-9d44-8f1e2a3b4c5d'
     request = image_request(id=image_id, name='big', src=src, stores=['central', 'edge'])
     seen = []
-    real_run = catalog_module.pipeline.run
+    real_run = pipeline.run
 
     def run_and_look(reader, sinks, **kwargs):
         on_slice = kwargs['on_slice']
@@ -89,7 +89,7 @@ def test_image_info_sees_progress_of_a_running_import(declare, registry, image_r
             seen.append(catalog.find(image_id).describe(progress=catalog.progress(image_id)))
         kwargs['on_slice'] = look
         return real_run(reader, sinks, **kwargs)
-    monkeypatch.setattr(catalog_module.pipeline, 'run', run_and_look)
+    monkeypatch.setattr(pipeline, 'run', run_and_look)
     request.present(False)
     assert all(info['status'] == 'importing' and info['importing_to_stores'] == ['central', 'edge'] for info in seen)
     progress = [info['progress'] for info in seen]

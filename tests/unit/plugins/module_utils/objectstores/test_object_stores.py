@@ -16,7 +16,8 @@ import time
 import pytest
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError, StoreError, TransferInterrupted
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog, ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe

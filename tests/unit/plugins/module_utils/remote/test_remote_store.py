@@ -59,7 +59,7 @@ def test_push_and_pull_move_only_missing_slices_verified(remote_store, declare, 
 def test_pull_from_remote_only_source(remote_store, declare, image_request, make_raw, store_host_registry, registry):
     central = remote_store('central', site_role='central')
     # the image exists only in the remote store: import it there through its own host's registry
-    from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import ImageRequest
+    from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
     ImageRequest(Catalog(store_host_registry), {'name': 'only-remote', 'src': make_raw('r.raw', [5, 6]), 'stores': ['central'],
                                                 'container_format': 'bare'}).present(False)
     declare('dcn0', site_role='edge')
