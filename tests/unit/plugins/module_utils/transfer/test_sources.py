@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+"""Sources: local files and http(s) URLs, read through their readers (file sources on tmp files, a real local HTTP server)."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import os
+import socket
+
+import pytest
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, SourceError
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import (
+    HttpSource, LocalFileSource, make_source)
+
+from image_files import slice_bytes
+
+DATA = slice_bytes(7) + slice_bytes(8, 12345)  # one slice and a partial one
+
+
+def read_all(reader, chunk=SLICE_SIZE):
+    """Everything a reader yields, through read_into as the pipeline calls it."""
+    out = bytearray()
+    buffer = bytearray(chunk)
+    while True:
+        count = reader.read_into(memoryview(buffer))
+        if not count:
+            return bytes(out)
+        out += buffer[:count]
+
+
+def test_make_source_picks_by_form():
+    assert isinstance(make_source('/srv/a.img'), LocalFileSource)
+    source = make_source('https://example.org/a.img', validate_certs=False, timeout=5, headers={'X': '1'}, username='u', password='p')
+    assert isinstance(source, HttpSource) and source.description == 'https://example.org/a.img'
+    assert (source.validate_certs, source.timeout, source.headers, source.username, source.password) == (False, 5, {'X': '1'}, 'u', 'p')
+    with pytest.raises(InvalidArgument, match=r"src 'ftp://host/a.img': only http://, https:// and absolute paths"):
+        make_source('ftp://host/a.img')
+    with pytest.raises(InvalidArgument, match="src 'images/a.img' is relative: give an absolute path"):
+        make_source('images/a.img')
+
+
+def test_local_file_reads_every_byte_and_knows_its_size(tmp_path):
+    path = tmp_path / 'a.img'
+    path.write_bytes(DATA)
+    source = make_source(str(path))
+    source.check()
+    reader = source.open()
+    try:
+        assert reader.expected_size == len(DATA) and reader.clone_fd == reader.handle.fileno()
+        assert read_all(reader, chunk=1000) == DATA  # short reads are stitched together
+        assert reader.read_into(memoryview(bytearray(10))) == 0  # the end stays the end
+        reader.finish(len(DATA))
+        with pytest.raises(SourceError, match='the source changed while it was read: 10 bytes read, %d expected' % len(DATA)):
+            reader.finish(10)
+    finally:
+        reader.close()
+
+
+def test_local_file_missing_or_not_a_file(tmp_path):
+    with pytest.raises(SourceError, match='src %s does not exist or is not a regular file on this host' % (tmp_path / 'none')):
+        LocalFileSource(str(tmp_path / 'none')).check()
+    with pytest.raises(SourceError, match='is not a regular file'):
+        LocalFileSource(str(tmp_path)).open()  # open() checks too: a directory is refused before it is opened
+
+
+def test_local_file_modified_while_read_is_refused(tmp_path):
+    path = tmp_path / 'a.img'
+    path.write_bytes(DATA)
+    reader = LocalFileSource(str(path)).open()
+    try:
+        read_all(reader)
+        stat = os.stat(str(path))
+        os.utime(str(path), ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000000))  # same size, written meanwhile
+        with pytest.raises(SourceError, match='it was modified meanwhile'):
+            reader.finish(len(DATA))
+    finally:
+        reader.close()
+
+
+def test_http_source_streams_the_served_bytes(http_server):
+    http_server.files['/a.img'] = DATA
+    reader = make_source(http_server.url + '/a.img').open()
+    try:
+        assert reader.expected_size == len(DATA)
+        assert read_all(reader) == DATA
+        reader.finish(len(DATA))
+    finally:
+        reader.close()
+
+
+def test_http_digests_through_the_pipeline_equal_hashlib(http_server):
+    http_server.files['/a.img'] = DATA
+    reader = make_source(http_server.url + '/a.img').open()
+    try:
+        result = pipeline.run(reader, [], extra_algorithms=['sha256'])
+    finally:
+        reader.close()
+    assert result.size == len(DATA)
+    assert result.digests == {'md5': hashlib.md5(DATA).hexdigest(), 'sha512': hashlib.sha512(DATA).hexdigest(),
+                              'sha256': hashlib.sha256(DATA).hexdigest()}
+
+
+def test_http_redirects_are_followed(http_server):
+    http_server.files['/real.img'] = DATA
+    reader = make_source(http_server.url + '/redirect?to=/real.img').open()
+    try:
+        assert read_all(reader) == DATA
+    finally:
+        reader.close()
+    assert http_server.requests == ['/redirect?to=/real.img', '/real.img']
+
+
+def test_http_without_length_reads_to_the_end(http_server):
+    http_server.files['/a.img'] = DATA
+    reader = make_source(http_server.url + '/nolength/a.img').open()
+    try:
+        assert reader.expected_size is None
+        assert read_all(reader) == DATA
+        reader.finish(len(DATA))  # nothing announced, nothing to compare
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize('code, words', [(404, 'HTTP Error 404: Not Found'), (500, 'HTTP Error 500: Internal Server Error')])
+def test_http_errors_name_the_url_and_the_status(http_server, code, words):
+    url = '%s/status/%d' % (http_server.url, code)
+    with pytest.raises(SourceError) as raised:
+        make_source(url).open()
+    assert str(raised.value) == 'cannot download %s: %s' % (url, words)
+
+
+def test_http_connection_refused_is_a_clear_error():
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens on this port now
+    url = 'http://127.0.0.1:%d/a.img' % port
+    with pytest.raises(SourceError, match=r'cannot download %s: .*Connection refused' % url):
+        make_source(url).open()
+
+
+def test_http_download_cut_short_is_refused(http_server):
+    """The server announces the length, sends half and closes: the reader sees a short stream, finish() refuses it."""
+    http_server.files['/a.img'] = DATA
+    url = http_server.url + '/broken/a.img'
+    reader = make_source(url).open()
+    try:
+        assert reader.expected_size == len(DATA)
+        assert read_all(reader) == DATA[:len(DATA) // 2]
+        with pytest.raises(SourceError, match='download of %s is truncated: %d of %d bytes arrived; nothing was stored, run again'
+                           % (url, len(DATA) // 2, len(DATA))):
+            reader.finish(len(DATA) // 2)
+    finally:
+        reader.close()
+
+
+def test_http_download_that_stalls_breaks_off(http_server):
+    """The server sends half, then nothing for longer than url_timeout: a clear error, not a hang."""
+    http_server.files['/a.img'] = DATA
+    url = http_server.url + '/stall/a.img'
+    reader = make_source(url, timeout=1).open()
+    try:
+        with pytest.raises(SourceError, match=r'download of %s broke off after some data: .*timed out; nothing was stored, run again' % url):
+            read_all(reader)
+    finally:
+        reader.close()
+
+
+def test_http_truncated_count_is_refused(http_server):
+    http_server.files['/a.img'] = DATA
+    url = http_server.url + '/a.img'
+    reader = make_source(url).open()
+    try:
+        with pytest.raises(SourceError, match='download of %s is truncated: 100 of %d bytes arrived' % (url, len(DATA))):
+            reader.finish(100)
+    finally:
+        reader.close()
+
+
+def test_http_basic_auth_and_headers(http_server):
+    http_server.files['/a.img'] = DATA
+    url = http_server.url + '/auth/a.img'
+    with pytest.raises(SourceError, match='cannot download %s: HTTP Error 401' % url):
+        make_source(url).open()
+    with pytest.raises(SourceError, match='HTTP Error 401'):
+        make_source(url, username='user', password='wrong').open()
+    reader = make_source(url, username='user', password='secret').open()
+    try:
+        assert read_all(reader) == DATA
+    finally:
+        reader.close()
+    reader = make_source(http_server.url + '/headers', headers={'X-Image-Token': 'abc'}).open()
+    try:
+        assert b'"X-Image-Token": "abc"' in read_all(reader)
+    finally:
+        reader.close()
+
+
+def test_http_check_fetches_nothing(http_server):
+    make_source(http_server.url + '/a.img').check()  # check mode: the URL is not even asked for
+    assert http_server.requests == []
