@@ -44,23 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
             else:
                 self._send(200, files[path[len('/auth'):]])
-        elif path.startswith('/broken/'):
-            data = files[path[len('/broken'):]]
-            self.send_response(200)
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[:len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-        elif path.startswith('/stall/'):
-            data = files[path[len('/stall'):]]
-            self.send_response(200)
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[:len(data) // 2])
-            self.wfile.flush()
-            time.sleep(3)  # longer than the client's timeout
-            self.close_connection = True
+        elif path.startswith(('/broken/', '/stall/')):
+            self._send_half(files[path[path.index('/', 1):]], stall=path.startswith('/stall/'))
         elif path.startswith('/nolength/'):
             self.send_response(200)
             self.end_headers()
@@ -70,6 +55,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, files[path])
         else:
             self._send(404, b'not here\n')
+
+    def _send_half(self, data, stall):
+        """Announce all of ``data``, send half of it, (stall longer than the client's timeout,) close."""
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[:len(data) // 2])
+        self.wfile.flush()
+        if stall:
+            time.sleep(3)
+        self.close_connection = True
 
     def _send(self, code, data):
         self.send_response(code)

@@ -3,6 +3,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -18,6 +19,15 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sourc
 from image_files import slice_bytes
 
 DATA = slice_bytes(7) + slice_bytes(8, 12345)  # one slice and a partial one
+
+
+@contextlib.contextmanager
+def opened(source):
+    reader = source.open()
+    try:
+        yield reader
+    finally:
+        reader.close()
 
 
 def read_all(reader, chunk=SLICE_SIZE):
@@ -47,16 +57,13 @@ def test_local_file_reads_every_byte_and_knows_its_size(tmp_path):
     path.write_bytes(DATA)
     source = make_source(str(path))
     source.check()
-    reader = source.open()
-    try:
+    with opened(source) as reader:
         assert reader.expected_size == len(DATA) and reader.clone_fd == reader.handle.fileno()
         assert read_all(reader, chunk=1000) == DATA  # short reads are stitched together
         assert reader.read_into(memoryview(bytearray(10))) == 0  # the end stays the end
         reader.finish(len(DATA))
         with pytest.raises(SourceError, match='the source changed while it was read: 10 bytes read, %d expected' % len(DATA)):
             reader.finish(10)
-    finally:
-        reader.close()
 
 
 def test_local_file_missing_or_not_a_file(tmp_path):
@@ -69,35 +76,26 @@ def test_local_file_missing_or_not_a_file(tmp_path):
 def test_local_file_modified_while_read_is_refused(tmp_path):
     path = tmp_path / 'a.img'
     path.write_bytes(DATA)
-    reader = LocalFileSource(str(path)).open()
-    try:
+    with opened(LocalFileSource(str(path))) as reader:
         read_all(reader)
         stat = os.stat(str(path))
         os.utime(str(path), ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000000))  # same size, written meanwhile
         with pytest.raises(SourceError, match='it was modified meanwhile'):
             reader.finish(len(DATA))
-    finally:
-        reader.close()
 
 
 def test_http_source_streams_the_served_bytes(http_server):
     http_server.files['/a.img'] = DATA
-    reader = make_source(http_server.url + '/a.img').open()
-    try:
+    with opened(make_source(http_server.url + '/a.img')) as reader:
         assert reader.expected_size == len(DATA)
         assert read_all(reader) == DATA
         reader.finish(len(DATA))
-    finally:
-        reader.close()
 
 
 def test_http_digests_through_the_pipeline_equal_hashlib(http_server):
     http_server.files['/a.img'] = DATA
-    reader = make_source(http_server.url + '/a.img').open()
-    try:
+    with opened(make_source(http_server.url + '/a.img')) as reader:
         result = pipeline.run(reader, [], extra_algorithms=['sha256'])
-    finally:
-        reader.close()
     assert result.size == len(DATA)
     assert result.digests == {'md5': hashlib.md5(DATA).hexdigest(), 'sha512': hashlib.sha512(DATA).hexdigest(),
                               'sha256': hashlib.sha256(DATA).hexdigest()}
@@ -105,23 +103,17 @@ def test_http_digests_through_the_pipeline_equal_hashlib(http_server):
 
 def test_http_redirects_are_followed(http_server):
     http_server.files['/real.img'] = DATA
-    reader = make_source(http_server.url + '/redirect?to=/real.img').open()
-    try:
+    with opened(make_source(http_server.url + '/redirect?to=/real.img')) as reader:
         assert read_all(reader) == DATA
-    finally:
-        reader.close()
     assert http_server.requests == ['/redirect?to=/real.img', '/real.img']
 
 
 def test_http_without_length_reads_to_the_end(http_server):
     http_server.files['/a.img'] = DATA
-    reader = make_source(http_server.url + '/nolength/a.img').open()
-    try:
+    with opened(make_source(http_server.url + '/nolength/a.img')) as reader:
         assert reader.expected_size is None
         assert read_all(reader) == DATA
         reader.finish(len(DATA))  # nothing announced, nothing to compare
-    finally:
-        reader.close()
 
 
 @pytest.mark.parametrize('code, words', [(404, 'HTTP Error 404: Not Found'), (500, 'HTTP Error 500: Internal Server Error')])
@@ -146,38 +138,29 @@ def test_http_download_cut_short_is_refused(http_server):
     """The server announces the length, sends half and closes: the reader sees a short stream, finish() refuses it."""
     http_server.files['/a.img'] = DATA
     url = http_server.url + '/broken/a.img'
-    reader = make_source(url).open()
-    try:
+    with opened(make_source(url)) as reader:
         assert reader.expected_size == len(DATA)
         assert read_all(reader) == DATA[:len(DATA) // 2]
         with pytest.raises(SourceError, match='download of %s is truncated: %d of %d bytes arrived; nothing was stored, run again'
                            % (url, len(DATA) // 2, len(DATA))):
             reader.finish(len(DATA) // 2)
-    finally:
-        reader.close()
 
 
 def test_http_download_that_stalls_breaks_off(http_server):
     """The server sends half, then nothing for longer than url_timeout: a clear error, not a hang."""
     http_server.files['/a.img'] = DATA
     url = http_server.url + '/stall/a.img'
-    reader = make_source(url, timeout=1).open()
-    try:
+    with opened(make_source(url, timeout=1)) as reader:
         with pytest.raises(SourceError, match=r'download of %s broke off after some data: .*timed out; nothing was stored, run again' % url):
             read_all(reader)
-    finally:
-        reader.close()
 
 
 def test_http_truncated_count_is_refused(http_server):
     http_server.files['/a.img'] = DATA
     url = http_server.url + '/a.img'
-    reader = make_source(url).open()
-    try:
+    with opened(make_source(url)) as reader:
         with pytest.raises(SourceError, match='download of %s is truncated: 100 of %d bytes arrived' % (url, len(DATA))):
             reader.finish(100)
-    finally:
-        reader.close()
 
 
 def test_http_basic_auth_and_headers(http_server):
@@ -187,16 +170,10 @@ def test_http_basic_auth_and_headers(http_server):
         make_source(url).open()
     with pytest.raises(SourceError, match='HTTP Error 401'):
         make_source(url, username='user', password='wrong').open()
-    reader = make_source(url, username='user', password='secret').open()
-    try:
+    with opened(make_source(url, username='user', password='secret')) as reader:
         assert read_all(reader) == DATA
-    finally:
-        reader.close()
-    reader = make_source(http_server.url + '/headers', headers={'X-Image-Token': 'abc'}).open()
-    try:
+    with opened(make_source(http_server.url + '/headers', headers={'X-Image-Token': 'abc'})) as reader:
         assert b'"X-Image-Token": "abc"' in read_all(reader)
-    finally:
-        reader.close()
 
 
 def test_http_check_fetches_nothing(http_server):
