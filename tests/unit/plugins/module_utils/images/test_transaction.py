@@ -191,8 +191,8 @@ def test_copy_sends_only_missing_slices_and_refuses_a_corrupt_one(declare, regis
     with open(catalog.store('a').backend.slice_path(digest), 'r+b') as handle:
         handle.write(b'rot')  # bit rot in the source store
     with pytest.raises(ImageError) as raised:
-        Transfer(catalog, image_id, [catalog.store('c')]).run(dict(record, status='importing'),
-                                                               copy_from(catalog.store('a'), image_id, record, slice_list))
+        Transfer(catalog, image_id, [catalog.store('c')]).run(
+            dict(record, status='importing'), copy_from(catalog.store('a'), image_id, record, slice_list))
     assert str(raised.value) == ("slice %s of image %s is corrupt in store 'a': delete the image from that store and copy it "
                                  "there again from another" % (digest, image_id))
     assert leftovers(c) == [] and stored_slices(c) == []
