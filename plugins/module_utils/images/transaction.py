@@ -79,7 +79,7 @@ class Transfer:
                 resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
                 if resumed and self.on_resumed is not None:
                     self.on_resumed(resumed)
-                record, slice_list = move_data(sinks, _refresher(locks, progress), progress)
+                record, slice_list = move_data(sinks, self._refresher(locks, progress), progress)
                 self._finish(sinks, slice_list, record, progress)
             except BaseException as exc:
                 # An interrupted transfer keeps its staged slices so that a re-run sends only what is missing;
@@ -95,6 +95,15 @@ class Transfer:
                     except MultistoreError:
                         pass  # unreachable now: its placeholder shows as failed_import until the next run completes it
                 raise
+
+    @staticmethod
+    def _refresher(locks, progress):
+        def refresh(index):
+            progress.advance_to(index * SLICE_SIZE)
+            if index % LOCK_REFRESH_SLICES == 0:
+                for lock in locks:
+                    lock.refresh()
+        return refresh
 
     def _sinks(self, stack, placeholder):
         """Guard and open a writer on every (locked) target; write the 'importing' placeholder record."""
@@ -170,15 +179,6 @@ class Transfer:
         raise error("store '%s': commit failed (%s); %s" % (
             sink.store.name, reason, 'no store was changed' if not kept else
             'the copies in %s could not be rolled back and stay active' % ', '.join(kept)))
-
-
-def _refresher(locks, progress):
-    def refresh(index):
-        progress.advance_to(index * SLICE_SIZE)
-        if index % LOCK_REFRESH_SLICES == 0:
-            for lock in locks:
-                lock.refresh()
-    return refresh
 
 
 def collect(store, digests):

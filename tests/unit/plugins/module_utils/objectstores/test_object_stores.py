@@ -17,8 +17,8 @@ import pytest
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError, StoreError, TransferInterrupted
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.transaction import Transfer
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.objectstore import READ_AHEAD
@@ -212,7 +212,7 @@ def test_store_cleanup_removes_what_interrupted_and_cut_short_runs_left(
                 wait_uploaded(writers[-1], 2)
                 raise KeyboardInterrupt()
         return refresh
-    monkeypatch.setattr(ImageRequest, '_refresher', staticmethod(interrupting_refresher))
+    monkeypatch.setattr(Transfer, '_refresher', staticmethod(interrupting_refresher))
     with pytest.raises(KeyboardInterrupt):
         image_request(name='c', src=make_raw('c.raw', [7, 8, 9, 10, 11]), stores=['objects']).present(False)
     orphans = set(writers[-1].staged_digests())
@@ -396,7 +396,7 @@ def test_an_upload_interrupted_by_a_stopped_radosgw_resumes_with_only_the_rest(
                 stopped.append(rgw_stopped(ceph_cluster))
                 stopped[0].__enter__()
         return refresh
-    monkeypatch.setattr(ImageRequest, '_refresher', staticmethod(interrupting_refresher))
+    monkeypatch.setattr(Transfer, '_refresher', staticmethod(interrupting_refresher))
     try:
         with pytest.raises(TransferInterrupted) as failure:
             image_request(name='a', src=src, stores=['objects']).present(False)
