@@ -45,8 +45,8 @@ except ImportError:  # the engine without Ansible: the note is still in store_in
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.networks import (
     AddressesUnavailable, addresses_in, describe_addresses, host_addresses, is_network)
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores import wire
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import remote_methods, wire
 # Imported for its source only: Ansible packs into a module's payload just the module_utils imported
 # statically, and agent_payload() ships the agent (and what it imports) to the store host.
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import agent as _shipped_agent  # noqa: F401 pylint: disable=unused-import
@@ -54,7 +54,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base im
 
 PACKAGE = 'ansible_collections.vmimages.multistore.plugins.module_utils'
 AGENT_MODULES = ('common.errors', 'common.fs', 'common.locks', 'slices.slice_list', 'stores.base', 'stores.file',
-                 'stores.wire', 'stores.agent')
+                 'stores.wire', 'stores.remote_methods', 'stores.agent')
 # Reads the shipped code (one frame), imports the agent from it, then serves on stdin/stdout.
 BOOTSTRAP = (
     "import json,os,struct,sys,tempfile\n"
@@ -73,8 +73,7 @@ F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
 CIPHERS = 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr'
 PREFETCH_SLICES = 4
 PIPELINE_DEPTH = 32
-# Slices a verify asks the agent to hash per call (256 MiB: a round trip is nothing next to reading them).
-HASH_BATCH = 64
+PUT_SLICE = remote_methods.BY_NAME['put_slice']
 
 
 def agent_payload():
@@ -140,103 +139,30 @@ def choose_address(config, addresses=None):
     return config['host'], '; '.join(notes + ['using %s' % config['host']]) if notes else None
 
 
-class AgentConnection:
-    """One agent process on the store host and the frames to and from it."""
+class AgentChannel:
+    """Frames to and from one store agent: calls, pipelined requests and streamed slices (any pair of streams)."""
 
-    def __init__(self, store_name, config):
+    def __init__(self, store_name, stdin, stdout):
         self.store_name = store_name
-        self.config = config
-        self.address, self.address_note = choose_address(config)
-        if self.address_note:
-            # A warning in the result of whatever module copies or reads: the operator sees the fallback as it happens.
-            warn("store '%s': %s" % (store_name, self.address_note))
-        self.process = None
-        self.client = None
+        self.stdin = stdin
+        self.stdout = stdout
+        self.remote_host = None
         self.pending_errors = []
         self.outstanding = 0
         self.poisoned = False
-        self._stderr = tempfile.TemporaryFile()
-        self._start()
-        try:
-            wire.send(self.stdin, {'op': 'bootstrap'}, agent_payload())
-            self.stdin.flush()
-            hello, _body = wire.receive(self.stdout)
-        except (wire.WireClosed, IOError, OSError, ValueError) as exc:
-            raise errors.StoreError("store '%s' on %s is unreachable: %s%s" % (store_name, self._where(), self._reason(exc), self._note()))
+
+    def greet(self, hello):
+        """Check the agent's first frame: another protocol is refused."""
         if hello.get('agent') != 'vmimages.multistore' or hello.get('protocol') != wire.PROTOCOL:
             raise errors.StoreError("store '%s' on %s: the agent speaks protocol %r, this client %d: update the collection on both"
-                                    % (store_name, self._where(), hello.get('protocol'), wire.PROTOCOL))
+                                    % (self.store_name, self._where(), hello.get('protocol'), wire.PROTOCOL))
         self.remote_host = hello.get('host')
 
-    def _note(self):
-        return ' (%s)' % self.address_note if self.address_note else ''
-
     def _where(self):
-        return '%s@%s:%s' % (self.config.get('user') or 'root', self.address, self.config.get('port') or 22)
+        return 'the other end of the channel'
 
     def _reason(self, exc):
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self._stderr.seek(0)
-        text = self._stderr.read().decode('utf-8', 'replace').strip()
-        return text.splitlines()[-1] if text else str(exc)
-
-    def _start(self):
-        config = self.config
-        known_hosts = config.get('known_hosts') or os.path.expanduser('~/.ssh/known_hosts')
-        if config.get('password'):
-            self._start_paramiko(known_hosts)
-            return
-        argv = ['ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'UserKnownHostsFile=%s' % known_hosts,
-                '-o', 'HostKeyAlias=%s' % config['host'], '-o', 'Compression=no', '-o', 'ServerAliveInterval=15',
-                '-o', 'ConnectTimeout=%d' % int(config.get('timeout') or 10), '-c', CIPHERS,
-                '-p', str(config.get('port') or 22), '-l', config.get('user') or 'root']
-        if config.get('private_key'):
-            argv += ['-o', 'IdentitiesOnly=yes', '-i', config['private_key']]
-        argv += [self.address, bootstrap_command()]
-        try:
-            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 20)
-        except OSError as exc:
-            raise errors.StoreError('cannot run ssh (%s): install openssh-client' % exc)
-        self.stdin = self.process.stdin
-        self.stdout = self.process.stdout
-        _widen_pipe(self.stdout)
-
-    def _start_paramiko(self, known_hosts):
-        try:
-            import paramiko
-        except ImportError:
-            raise errors.StoreError("store '%s' is declared with a password, which needs the Python library paramiko on this host: "
-                                    "install python3-paramiko, or use private_key" % self.store_name)
-        config = self.config
-        host_keys = paramiko.HostKeys()
-        try:
-            host_keys.load(known_hosts)
-        except IOError:
-            raise errors.StoreError("known_hosts file %s is missing: host keys are never accepted blindly" % known_hosts)
-        port = int(config.get('port') or 22)
-        try:
-            sock = socket.create_connection((self.address, port), timeout=int(config.get('timeout') or 10))
-            transport = paramiko.Transport(sock)
-            transport.start_client(timeout=int(config.get('timeout') or 10))
-            # The same rule as OpenSSH with HostKeyAlias: the entry is the store's host name, whatever address or port.
-            offered = transport.get_remote_server_key()
-            known = host_keys.lookup(config['host']) or {}
-            if known.get(offered.get_name()) != offered:
-                transport.close()
-                raise errors.StoreError("store '%s' on %s: Host key verification failed (no matching %s key for %s in %s)"
-                                        % (self.store_name, self._where(), offered.get_name(), config['host'], known_hosts))
-            transport.auth_password(config.get('user') or 'root', config['password'])
-            channel = transport.open_session()
-            channel.exec_command(bootstrap_command())
-        except (paramiko.SSHException, socket.error) as exc:
-            raise errors.StoreError("store '%s' on %s is unreachable: %s%s" % (self.store_name, self._where(), exc, self._note()))
-        self.client = transport
-        self.stdin = channel.makefile('wb', 1 << 20)
-        self.stdout = channel.makefile('rb', 1 << 20)
+        return str(exc)
 
     def _broken(self, exc):
         return errors.TransferInterrupted("the connection to store '%s' on %s broke off: %s; run again to resume"
@@ -329,6 +255,105 @@ class AgentConnection:
             self.stdin.close()
         except (IOError, OSError):
             pass
+
+
+class AgentConnection(AgentChannel):
+    """One agent process on the store host, started over SSH."""
+
+    def __init__(self, store_name, config):
+        super(AgentConnection, self).__init__(store_name, None, None)
+        self.config = config
+        self.address, self.address_note = choose_address(config)
+        if self.address_note:
+            # A warning in the result of whatever module copies or reads: the operator sees the fallback as it happens.
+            warn("store '%s': %s" % (store_name, self.address_note))
+        self.process = None
+        self.client = None
+        self._stderr = tempfile.TemporaryFile()
+        self._start()
+        try:
+            wire.send(self.stdin, {'op': 'bootstrap'}, agent_payload())
+            self.stdin.flush()
+            hello, _body = wire.receive(self.stdout)
+        except (wire.WireClosed, IOError, OSError, ValueError) as exc:
+            raise errors.StoreError("store '%s' on %s is unreachable: %s%s" % (store_name, self._where(), self._reason(exc), self._note()))
+        self.greet(hello)
+
+    def _note(self):
+        return ' (%s)' % self.address_note if self.address_note else ''
+
+    def _where(self):
+        return '%s@%s:%s' % (self.config.get('user') or 'root', self.address, self.config.get('port') or 22)
+
+    def _reason(self, exc):
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._stderr.seek(0)
+        text = self._stderr.read().decode('utf-8', 'replace').strip()
+        return text.splitlines()[-1] if text else str(exc)
+
+    def _start(self):
+        config = self.config
+        known_hosts = config.get('known_hosts') or os.path.expanduser('~/.ssh/known_hosts')
+        if config.get('password'):
+            self._start_paramiko(known_hosts)
+            return
+        argv = ['ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'UserKnownHostsFile=%s' % known_hosts,
+                '-o', 'HostKeyAlias=%s' % config['host'], '-o', 'Compression=no', '-o', 'ServerAliveInterval=15',
+                '-o', 'ConnectTimeout=%d' % int(config.get('timeout') or 10), '-c', CIPHERS,
+                '-p', str(config.get('port') or 22), '-l', config.get('user') or 'root']
+        if config.get('private_key'):
+            argv += ['-o', 'IdentitiesOnly=yes', '-i', config['private_key']]
+        argv += [self.address, bootstrap_command()]
+        try:
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 20)
+        except OSError as exc:
+            raise errors.StoreError('cannot run ssh (%s): install openssh-client' % exc)
+        self.stdin = self.process.stdin
+        self.stdout = self.process.stdout
+        _widen_pipe(self.stdout)
+
+    def _start_paramiko(self, known_hosts):
+        try:
+            import paramiko
+        except ImportError:
+            raise errors.StoreError("store '%s' is declared with a password, which needs the Python library paramiko on this host: "
+                                    "install python3-paramiko, or use private_key" % self.store_name)
+        config = self.config
+        host_keys = paramiko.HostKeys()
+        try:
+            host_keys.load(known_hosts)
+        except IOError:
+            raise errors.StoreError("known_hosts file %s is missing: host keys are never accepted blindly" % known_hosts)
+        port = int(config.get('port') or 22)
+        try:
+            sock = socket.create_connection((self.address, port), timeout=int(config.get('timeout') or 10))
+            transport = paramiko.Transport(sock)
+            transport.start_client(timeout=int(config.get('timeout') or 10))
+            # The same rule as OpenSSH with HostKeyAlias: the entry is the store's host name, whatever address or port.
+            offered = transport.get_remote_server_key()
+            known = host_keys.lookup(config['host']) or {}
+            if known.get(offered.get_name()) != offered:
+                transport.close()
+                raise errors.StoreError("store '%s' on %s: Host key verification failed (no matching %s key for %s in %s)"
+                                        % (self.store_name, self._where(), offered.get_name(), config['host'], known_hosts))
+            transport.auth_password(config.get('user') or 'root', config['password'])
+            channel = transport.open_session()
+            channel.exec_command(bootstrap_command())
+        except (paramiko.SSHException, socket.error) as exc:
+            raise errors.StoreError("store '%s' on %s is unreachable: %s%s" % (self.store_name, self._where(), exc, self._note()))
+        self.client = transport
+        self.stdin = channel.makefile('wb', 1 << 20)
+        self.stdout = channel.makefile('rb', 1 << 20)
+
+    def close(self):
+        try:
+            self.stdin.close()
+        except (IOError, OSError):
+            pass
         if self.process is not None:
             try:
                 self.process.wait(timeout=10)
@@ -341,9 +366,11 @@ class AgentConnection:
 
 
 class RemoteSliceWriter(SliceWriter):
+    """A slice writer the agent keeps open; slices go pipelined, answered only when one fails."""
+
     def __init__(self, store, image_id):
         self.store = store
-        opened = store.agent().call('writer_open', image_id=image_id)
+        opened = store.invoke('writer_open', image_id)
         self.handle = opened['handle']
         self.staged = set(opened['staged'])
         self.new_bytes = opened['new_bytes']
@@ -354,17 +381,18 @@ class RemoteSliceWriter(SliceWriter):
     def put(self, digest, data, index=None):
         if digest in self.staged:
             return False
-        self.store.agent().send_nowait('put_slice', bytes(data), handle=self.handle, digest=digest)
+        args, body = PUT_SLICE.client_args((self.handle, digest, data))
+        self.store.agent().send_nowait(PUT_SLICE.name, body, **args)
         self.staged.add(digest)
         self.new_bytes += len(data)
         return True
 
     def commit(self):
-        self.store.agent().call('writer_commit', handle=self.handle)
+        self.store.invoke('writer_commit', self.handle)
 
     def abort(self, keep=False):
         try:
-            self.store.agent().call('writer_abort', handle=self.handle, keep=keep)
+            self.store.invoke('writer_abort', self.handle, keep)
         except errors.MultistoreError:
             pass  # the connection is gone: the agent died with it and left its staging for the next run
 
@@ -376,23 +404,23 @@ class RemoteLock:
         self.handle = None
 
     def acquire(self):
-        self.handle = self.store.agent().call('lock_acquire', image_id=self.image_id)
+        self.handle = self.store.invoke('lock_acquire', self.image_id)
         return self
 
     def refresh(self):
         if self.handle is not None:
-            self.store.agent().call('lock_refresh', handle=self.handle)
+            self.store.invoke('lock_refresh', self.handle)
 
     def release(self):
         if self.handle is not None:
             handle, self.handle = self.handle, None
             try:
-                self.store.agent().call('lock_release', handle=handle)
+                self.store.invoke('lock_release', handle)
             except errors.MultistoreError:
                 pass  # a dead agent's lock is broken by the next run (its process is gone)
 
     def busy(self):
-        return self.store.agent().call('lock_busy', image_id=self.image_id)
+        return self.store.invoke('lock_busy', self.image_id)
 
     def __enter__(self):
         return self.acquire()
@@ -408,17 +436,21 @@ class RemoteGuard:
         self.handle = None
 
     def __enter__(self):
-        self.handle = self.store.agent().call('guard_acquire', exclusive=self.exclusive)
+        self.handle = self.store.invoke('guard_acquire', self.exclusive)
         return self
 
     def __exit__(self, *exc_info):
         try:
-            self.store.agent().call('guard_release', handle=self.handle)
+            self.store.invoke('guard_release', self.handle)
         except errors.MultistoreError:
             pass  # flock dies with the agent process
 
 
+@remote_methods.client_methods
 class SshFileStore(Store):
+    """A file store on another host: the table's methods (stores/remote_methods.py), and by hand the bulk paths
+    (streamed reads; the slice writer's pipelined puts), the handle objects and what needs no round trip."""
+
     kind = 'file'
     remote = True
 
@@ -430,11 +462,15 @@ class SshFileStore(Store):
         self.root = config['path']
         self._agent = None
 
+    def connect(self):
+        """A channel to a fresh agent serving this store's host."""
+        return AgentConnection(self.name, self.config)
+
     def agent(self):
         if self._agent is not None and self._agent.poisoned:
             self.close()  # a slice stream was abandoned half-way: start over on a fresh channel
         if self._agent is None:
-            connection = AgentConnection(self.name, self.config)
+            connection = self.connect()
             try:
                 connection.call('open', name=self.name, path=self.root)
             except errors.MultistoreError:
@@ -450,35 +486,34 @@ class SshFileStore(Store):
             self._agent.close()
             self._agent = None
 
-    def read_identity(self):
-        return self.agent().call('read_identity')
+    def invoke(self, name, *values):
+        """Call the remote method ``name`` (a line of stores/remote_methods.py) with the Store method's arguments."""
+        remote = remote_methods.BY_NAME[name]
+        if remote.batch:
+            return self._batched(remote, values)
+        return self._request(remote, values)
 
-    def write_identity(self, identity):
-        self.agent().call('write_identity', identity=identity)
+    def _request(self, remote, values):
+        args, body = remote.client_args(values)
+        return remote.result.take(self.agent().call(remote.name, body, **args))
 
-    def check_root(self):
-        return self.agent().call('check_root')
+    def _batched(self, remote, values):
+        items = list(values[0])
+        for start in range(0, len(items), remote.batch):
+            for found in self._request(remote, (items[start:start + remote.batch],) + tuple(values[1:])):
+                yield found
 
     def status(self):
         try:
-            return self.agent().call('status')
+            return self.invoke('status')
         except errors.StoreError:
             return 'disconnected'
-
-    def writable_problem(self):
-        return self.agent().call('writable_problem')
-
-    def stats(self):
-        return self.agent().call('stats')
 
     def location(self, image_id):
         return 'file://%s%s' % (self.config['host'], os.path.join(self.root, 'images', image_id))
 
     def has_slice(self, digest):
-        return not self.agent().call('missing_slices', digests=[digest])
-
-    def missing_slices(self, digests):
-        return self.agent().call('missing_slices', digests=list(digests))
+        return not self.missing_slices([digest])
 
     def read_slice(self, digest):
         data = None
@@ -493,47 +528,6 @@ class SshFileStore(Store):
 
     def slice_writer(self, image_id):
         return RemoteSliceWriter(self, image_id)
-
-    def hash_slices(self, digests):
-        """Hashed by the agent on the store host, HASH_BATCH slices a round trip."""
-        digests = list(digests)
-        for start in range(0, len(digests), HASH_BATCH):
-            for digest, found, size in self.agent().call('hash_slices', digests=digests[start:start + HASH_BATCH]):
-                yield digest, found, size
-
-    def replace_slice(self, digest, data):
-        self.agent().call('replace_slice', bytes(data), digest=digest)
-
-    def remove_unreferenced(self, candidates):
-        return self.agent().call('remove_unreferenced', digests=sorted(candidates))
-
-    def stored_slices(self):
-        return set(self.agent().call('stored_slices'))
-
-    def clean_staging(self, max_age, check_mode):
-        return [tuple(item) for item in self.agent().call('clean_staging', max_age=max_age, check_mode=check_mode)]
-
-    def image_ids(self):
-        return self.agent().call('image_ids')
-
-    def read_record(self, image_id):
-        return self.agent().call('read_record', image_id=image_id)
-
-    def read_records(self):
-        return self.agent().call('read_records')
-
-    def write_record(self, image_id, record):
-        self.agent().call('write_record', image_id=image_id, record=record)
-
-    def read_slice_list(self, image_id):
-        data = self.agent().call('read_slice_list', image_id=image_id)
-        return None if data is None else SliceList.from_dict(data)
-
-    def write_slice_list(self, image_id, slice_list):
-        self.agent().call('write_slice_list', image_id=image_id, slice_list=slice_list.to_dict())
-
-    def remove_image(self, image_id):
-        return self.agent().call('remove_image', image_id=image_id)
 
     def image_lock(self, image_id):
         return RemoteLock(self, image_id)
