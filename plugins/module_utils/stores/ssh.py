@@ -500,8 +500,7 @@ class SshFileStore(Store):
     def _batched(self, remote, values):
         items = list(values[0])
         for start in range(0, len(items), remote.batch):
-            for found in self._request(remote, (items[start:start + remote.batch],) + tuple(values[1:])):
-                yield found
+            yield from self._request(remote, (items[start:start + remote.batch],) + tuple(values[1:]))
 
     def status(self):
         try:
