@@ -19,11 +19,11 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph cinder-up cinder-down cinder-test ee runner sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph cinder-up cinder-down cinder-test cinder ee runner sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
-	@echo "make test         setup, then unit, integration, lab, ceph, sanity, lint; summary (what CI runs)"
+	@echo "make test         setup, labs, then unit, integration, lab, ceph, cinder, ee, runner, sanity, lint; summary (what CI runs)"
 	@echo "make unit         pytest tests/unit              [PYTEST_ARGS=...]"
 	@echo "make integration  ansible-test integration       [TARGETS='name ...']"
 	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"
@@ -107,6 +107,9 @@ cinder-down:
 
 cinder-test: $(SETUP)
 	$(BIN)/python -m pytest tests/cinder -m cinder $(PYTEST_ARGS)
+
+# the `cinder` suite of `make test`
+cinder: cinder-test
 
 # the `ee` suite of `make test`: execution-environment.yml and meta/ee-* (meta/README-ee.md)
 ee: $(SETUP)

@@ -53,14 +53,10 @@ APT_PACKAGES=(
     python3-rbd       # RBD stores from Python (importable in .venv: --system-site-packages)
     python3-rados     # RBD stores from Python
     qemu-block-extra  # qemu-img rbd: driver
-    cinder-api        # tests/cinder: a real OpenStack Cinder, run from its directory by tests/cinder/cinderlab.py
-    cinder-scheduler  # tests/cinder
-    cinder-volume     # tests/cinder: two RBD back ends on the Ceph test cluster
-    rabbitmq-server   # tests/cinder: Cinder's message bus (a plain process of cinderlab.py, never the system service)
     python3-os-brick  # Cinder stores: volume data through os-brick's RBD connector (librbd, no kernel device)
     python3-cinderclient # Cinder stores: the volume API (v3, noauth or Keystone)
-    mariadb-server-core  # tests/cinder: Cinder's database (mariadbd run from the lab's directory; no service)
-    mariadb-client-core  # tests/cinder: mariadb-install-db needs its my_print_defaults
+    # The Cinder services of the tests (cinder-api/-scheduler/-volume, rabbitmq-server, mariadb) are installed by
+    # tests/cinder/cinderlab.py install, which keeps apt from starting them as system services.
     podman            # tests/ee: build the execution environment from a local base and run the demo in it
     runc              # tests/ee: the OCI runtime that works here (crun cannot set rlimits in this sandbox)
     netavark          # tests/ee: podman's network backend

@@ -2,10 +2,14 @@
 # `make test`: everything CI checks, in order, with a summary.
 #
 #   setup        scripts/setup.sh (idempotent; a failure here stops everything)
+#   labs         one real Ceph and one real Cinder on it for every suite below (CEPH_LAB_DIR, CINDER_LAB_DIR):
+#                started once, stopped and purged at the end (a suite whose lab is not healthy starts its own)
 #   unit         pytest tests/unit (the rbd/s3/swift tests start a real single-node Ceph for the session)
 #   integration  ansible-test integration (scripts/run-integration.sh; starts a Ceph for needs/ceph targets)
 #   lab          pytest tests/lab + molecule (nspawn hosts)
 #   ceph         pytest tests/ceph: the Ceph lab itself and the store_host role's Ceph client set-up
+#   cinder       pytest tests/cinder: the Cinder lab itself (volumes through cinderclient and os-brick, faults) and
+#                the store_host role with a cinder store
 #   ee           pytest tests/ee: the AWX execution environment (ansible-builder create, EE dependencies)
 #   runner       pytest tests/runner: playbooks under ansible-runner (as AWX runs jobs), the AWX credential types
 #   sanity       ansible-test sanity (scripts/run-sanity.sh)
@@ -20,7 +24,7 @@ cd "$ROOT" || exit 1
 
 MAKE="${MAKE:-make}"
 LOGDIR="$ROOT/tests/output/logs"
-SUITES=(unit integration lab ceph ee runner sanity lint)
+SUITES=(unit integration lab ceph cinder ee runner sanity lint)
 
 declare -A status seconds
 banner() { printf '\n==================== %s ====================\n' "$*"; }
@@ -45,6 +49,24 @@ if ! run_suite setup "$MAKE" --no-print-directory setup; then
     exit 1
 fi
 
+# One Ceph and one Cinder for all the suites (each would otherwise start its own: about a minute apiece).
+LABS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/vmimages-test-labs.XXXXXX")"
+stop_labs() {
+    python3 "$ROOT/tests/cinder/cinderlab.py" stop --dir "$LABS_DIR/cinder" --purge >/dev/null 2>&1 || true
+    python3 "$ROOT/tests/ceph/cephlab.py" stop --dir "$LABS_DIR/ceph" --purge >/dev/null 2>&1 || true
+    rm -rf "$LABS_DIR"
+}
+trap stop_labs EXIT
+start_labs() {
+    python3 tests/ceph/cephlab.py install &&
+        python3 tests/ceph/cephlab.py start --dir "$LABS_DIR/ceph" &&
+        python3 tests/cinder/cinderlab.py install &&
+        python3 tests/cinder/cinderlab.py start --dir "$LABS_DIR/cinder" --ceph-dir "$LABS_DIR/ceph"
+}
+if run_suite labs start_labs; then
+    export CEPH_LAB_DIR="$LABS_DIR/ceph" CINDER_LAB_DIR="$LABS_DIR/cinder"
+fi
+
 for suite in "${SUITES[@]}"; do
     # SETUP= : setup already ran above, do not repeat it for every suite
     run_suite "$suite" "$MAKE" --no-print-directory "$suite" SETUP=
@@ -57,7 +79,7 @@ banner summary
 passed=0
 failed=0
 failed_names=()
-for suite in setup "${SUITES[@]}"; do
+for suite in setup labs "${SUITES[@]}"; do
     detail=""
     [ "$suite" = unit ] && [ -n "$unit_detail" ] && detail="  ($unit_detail)"
     printf '  %-12s %-18s %5ss%s\n' "$suite" "${status[$suite]}" "${seconds[$suite]}" "$detail"

@@ -39,11 +39,11 @@ options:
     description:
       - Store backend. C(file) is a directory (local, or on another host with I(host)). C(rbd) is a Ceph pool holding
         raw images in Glance's layout. C(s3) and C(swift) are buckets/containers holding deduplicated slices, like a
-        file store.
-      - A C(rbd), C(s3) or C(swift) store keeps its identity in the pool or bucket, so every host that declares the same
-        pool or bucket finds the same store and its images.
+        file store. C(cinder) keeps each image as one raw Cinder volume of I(volume_type), as Glance's cinder store does.
+      - A C(rbd), C(s3), C(swift) or C(cinder) store keeps its identity in the pool, bucket or Cinder, so every host
+        that declares the same place finds the same store and its images.
     type: str
-    choices: [file, rbd, s3, swift]
+    choices: [file, rbd, s3, swift, cinder]
     default: file
   path:
     description:
@@ -60,7 +60,10 @@ options:
     description: ceph.conf of the cluster, for an C(rbd) store. Defaults to C(/etc/ceph/ceph.conf) when I(mon_hosts) is not given.
     type: path
   keyring:
-    description: Keyring file of I(user), for an C(rbd) store (the store_host role writes it with mode 0600).
+    description:
+      - Keyring file of I(user), for an C(rbd) store (the store_host role writes it with mode 0600).
+      - For a C(cinder) store whose volume type is on Ceph RBD, the keyring of the Ceph user Cinder's RBD back end
+        connects as (C(rbd_user)), read when a volume's data is opened through os-brick (Cinder does not pass keys).
     type: path
   mon_hosts:
     description: Monitor addresses (C(host) or C(host:port)) of an C(rbd) store's cluster; overrides C(mon_host) of I(ceph_conf).
@@ -70,6 +73,31 @@ options:
     description:
       - C(s3) store, the S3 endpoint URL (RGW, MinIO, AliyunOSS, ...); omit for AWS.
       - C(swift) store, the auth URL (TempAuth v1, as radosgw serves it at C(/auth/1.0)).
+      - C(cinder) store without Keystone, the URL of the Cinder API (C(http://cinder.example.org:8776/v3)), whose
+        C(auth_strategy) is C(noauth); requests carry the token C(<user>:<project>). Give I(auth_url) instead for Keystone.
+    type: str
+  auth_url:
+    description: C(cinder) store, the Keystone v3 URL (C(https://keystone.example.org:5000/v3)); needs I(user), I(password) and I(project).
+    type: str
+  project:
+    description: C(cinder) store, the project (Keystone project name, or the project of the no-auth token; default the user).
+    type: str
+  user_domain:
+    description: C(cinder) store with I(auth_url), the Keystone domain of I(user) (default C(Default)).
+    type: str
+  project_domain:
+    description: C(cinder) store with I(auth_url), the Keystone domain of I(project) (default C(Default)).
+    type: str
+  volume_type:
+    description:
+      - C(cinder) store, the volume type of its volumes, which selects the Cinder back end (one store per back end).
+        Required for a C(cinder) store. Each image is the volume C(image-<id>), with Glance's metadata C(glance_image_id),
+        C(image_size), C(image_owner), read-only once written; its location is C(cinder://<store>/<volume-id>).
+      - The store's identity and its image leases live in the metadata of the 1 GiB volume C(multistore-store) of that
+        type, which is never written (thin where the back end can).
+    type: str
+  availability_zone:
+    description: C(cinder) store, the availability zone its volumes are made in.
     type: str
   bucket:
     description: Bucket of an C(s3) store; created when absent.
@@ -87,10 +115,10 @@ options:
     description: Secret key (C(s3)) or Swift key (C(swift)). Kept in the registry file (mode 0600), never shown.
     type: str
   region:
-    description: Region of an C(s3) or C(swift) store.
+    description: Region of an C(s3), C(swift) or C(cinder) store.
     type: str
   validate_certs:
-    description: Verify the TLS certificate of an https I(endpoint).
+    description: Verify the TLS certificate of an https I(endpoint) (or I(auth_url)).
     type: bool
     default: true
   host:
@@ -110,12 +138,15 @@ options:
     description:
       - For a C(file) store on another I(host), the SSH user (default C(root)).
       - For an C(rbd) store, the Ceph client name, with or without C(client.) (default C(admin)).
+      - For a C(cinder) store, the Keystone user (with I(auth_url)) or the user of the no-auth token (default C(admin)).
     type: str
   private_key:
     description: Private key file for I(host) (OpenSSH is used for the data, the fastest path measured here).
     type: path
   password:
-    description: Password for I(user) on I(host); uses paramiko (slower than OpenSSH). Stored in the registry file (mode 0600).
+    description:
+      - Password for I(user) on I(host); uses paramiko (slower than OpenSSH). Stored in the registry file (mode 0600).
+      - For a C(cinder) store with I(auth_url), the Keystone password of I(user). Never shown.
     type: str
   known_hosts:
     description:
@@ -250,6 +281,17 @@ EXAMPLES = r'''
     container: vm-images
     access_key: "images:swift"
     secret_key: "{{ vault_swift_key }}"
+
+- name: A Cinder back end (volume type) as an image store, through Keystone
+  vmimages.multistore.store:
+    name: cinder-fast
+    type: cinder
+    auth_url: https://keystone.example.org:5000/v3
+    user: glance
+    password: "{{ vault_glance_password }}"
+    project: service
+    volume_type: ceph-ssd
+    keyring: /etc/ceph/ceph.client.cinder.keyring
 
 - name: Import the image files already under the store's path, once
   vmimages.multistore.store:

@@ -12,9 +12,9 @@ __metaclass__ = type
 
 from collections import OrderedDict
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.backends import file, rbd, s3, swift
+from ansible_collections.vmimages.multistore.plugins.module_utils.backends import cinder, file, rbd, s3, swift
 
-BACKENDS = OrderedDict((module.BACKEND.name, module.BACKEND) for module in (file, rbd, s3, swift))
+BACKENDS = OrderedDict((module.BACKEND.name, module.BACKEND) for module in (file, rbd, s3, swift, cinder))
 DEFAULT_TYPE = 'file'
 
 # The store module's options that are not a back end's: what every store has (its identity) and what the module does.

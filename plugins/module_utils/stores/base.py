@@ -13,6 +13,8 @@ slices (durable) -> slice list -> record with status ``active``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError
+
 # Statuses of a complete copy of an image: its data is all there (a deactivated image keeps its data, as in Glance).
 COMPLETE_STATUSES = ('active', 'deactivated')
 
@@ -58,6 +60,36 @@ class SliceWriter:
     def abort(self, keep=False):
         """Drop every staged slice; with ``keep`` (an interrupted transfer) leave them for the next run."""
         raise NotImplementedError
+
+
+class NoSliceGuard:
+    """The slice guard of image-level stores (rbd, cinder): their images share no slices, so garbage collection
+    has nothing to race with."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def slice_positions(slice_list):
+    """{digest: [positions]} of a slice list: where an image-level store writes each slice a copy sends once."""
+    positions = {}
+    for index, digest in enumerate(slice_list.slices):
+        if digest:
+            positions.setdefault(digest, []).append(index)
+    return positions
+
+
+def put_positions(positions, digest, index, kind):
+    """Where an image-level store writes a slice: its position during an import, or every position of the slice
+    list a copy planned (``positions`` from slice_positions)."""
+    if index is not None:
+        return [index]
+    if positions is None:
+        raise ImageError('internal error: %s copy needs the slice list first (plan)' % kind)
+    return positions.get(digest, [])
 
 
 class Store:

@@ -44,7 +44,8 @@ except ImportError:  # checked when the store is used, with a clear message
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, LockError, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList, is_zero
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import (
+    NoSliceGuard, SliceWriter, Store, is_complete, put_positions, slice_positions)
 
 IDENTITY_OBJECT = 'multistore.json'
 RECORD_KEY = 'multistore.record'
@@ -137,16 +138,6 @@ class RbdLock:
         return False
 
 
-class _NoGuard:
-    """RBD images share no slices: nothing for garbage collection to race with."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-
 class RbdSliceWriter(SliceWriter):
     """Writes slices at their offsets in the image ``<id>`` with aio_write, a bounded number in flight."""
 
@@ -199,10 +190,7 @@ class RbdSliceWriter(SliceWriter):
         return True
 
     def plan(self, slice_list):
-        self.positions = {}
-        for index, digest in enumerate(slice_list.slices):
-            if digest:
-                self.positions.setdefault(digest, []).append(index)
+        self.positions = slice_positions(slice_list)
         self._grow(slice_list.size, exact=True)
 
     def _grow(self, needed, exact=False):
@@ -224,12 +212,7 @@ class RbdSliceWriter(SliceWriter):
             raise StoreError("store '%s': write to rbd image %s failed: %s" % (self.store.name, self.image_id, os.strerror(self.failure)))
 
     def put(self, digest, data, index=None):
-        if index is None:
-            if self.positions is None:
-                raise ImageError('internal error: an rbd copy needs the slice list first (plan)')
-            indexes = self.positions.get(digest, [])
-        else:
-            indexes = [index]
+        indexes = put_positions(self.positions, digest, index, 'an rbd')
         if not indexes:
             return False
         data = bytes(data)
@@ -652,7 +635,7 @@ class RbdStore(Store):
         return RbdLock(self, image_id)
 
     def slice_guard(self, exclusive):
-        return _NoGuard()
+        return NoSliceGuard()
 
     def clean_staging(self, max_age, check_mode):
         """Leftovers of interrupted imports and removals: images named by an id with no record (and no lock),

@@ -4,6 +4,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
 import os
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
@@ -29,3 +30,12 @@ def leftovers(store_path):
         directory = os.path.join(store_path, sub)
         result.extend('%s/%s' % (sub, name) for name in os.listdir(directory) if name != 'slices.lock')
     return sorted(result)
+
+
+def sha512_of(path):
+    """sha512 of a file, read in MiB blocks (exports are compared by it)."""
+    digest = hashlib.sha512()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()

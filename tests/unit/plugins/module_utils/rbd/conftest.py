@@ -18,15 +18,7 @@ from tests.ceph.pytest_ceph import ceph_cluster, ceph_lab, pytest_configure, rgw
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration  # noqa: E402
 
-
-def rbd_params(cluster, admin=False, **extra):
-    params = {'type': 'rbd', 'pool': cluster['rbd_pool'], 'ceph_conf': cluster['conf']}
-    if admin:
-        params.update(user='admin', keyring=cluster['admin_keyring'])
-    else:
-        params.update(user=cluster['rbd_user'], keyring=cluster['rbd_keyring'])
-    params.update(extra)
-    return params
+from rbd_params import rbd_params  # noqa: E402
 
 
 @pytest.fixture(scope='module')

@@ -19,7 +19,8 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.images.export 
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import rbd as rbd_store
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
 
-from conftest import rbd_params
+from rbd_params import rbd_params
+from image_files import sha512_of
 
 pytestmark = pytest.mark.ceph
 
@@ -28,14 +29,6 @@ MIB = 1024 * 1024
 
 def unique(prefix):
     return '%s-%s' % (prefix, uuid.uuid4().hex[:8])
-
-
-def sha512_of(path):
-    digest = hashlib.sha512()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(MIB), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def rbd_bytes(admin_rbd, pool, name, snapshot='snap'):
