@@ -237,8 +237,8 @@ def test_an_import_while_rabbitmq_is_down_fails_clearly_and_the_rerun_after_it_c
     assert export_sha512(registry, 'z', 'cin', tmp_path / 'z.raw') == sha512_of(src)
 
 
-def test_rot_in_a_volume_is_found_by_verify_and_repaired_from_a_file_store(registry, cin, declare, image_request, tmp_path,
-                                                                          cinder_cloud, ceph_cluster):
+def test_rot_in_a_volume_is_found_by_verify_and_repaired_from_a_file_store(
+        registry, cin, declare, image_request, tmp_path, cinder_cloud, ceph_cluster):
     import rados
     import rbd
     from ansible_collections.vmimages.multistore.plugins.module_utils.images.verify import StoreVerify, repair_sources
