@@ -13,6 +13,10 @@ Layout under the store root::
     locks/                        per-image expiring locks, the slice guard
     retrieved.json                files retrieved as images (retrieve_existing), see images/retrieve.py
 
+The layout, records, statistics and garbage collection are the slice repository's (repository.py); this
+module is its blob back end on a filesystem: atomic files (temporary name, fsync, rename), a staging area for
+transfers and removals, pid-aware lock files (common/locks.py) and the flock slice guard.
+
 Where the filesystem can share blocks (xfs made with reflink=1, btrfs), a slice read from a local file is
 cloned from that file's range instead of written (FileSliceWriter.put with ``origin``): importing a file
 that already lies on the store's filesystem costs no new space, and exports clone slices back out.
@@ -21,22 +25,22 @@ that already lies on the store's filesystem costs no new space, and exports clon
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import collections
 import errno
+import functools
 import hashlib
 import mmap
 import os
 import shutil
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import (
-    atomic_write_json, clone_range, fsync_dir, makedirs, read_json, remove_file, write_all)
+    atomic_write, clone_range, fsync_dir, makedirs, remove_file, write_all)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock, SliceGuard
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.repository import (
+    Blobs, Leftover, SliceRepository, ordered_window, slice_key)
 
 IDENTITY_FILE = 'multistore.json'
 DIRECT_ALIGN = 4096
@@ -213,226 +217,184 @@ def _fsync_path(path):
         os.close(fd)
 
 
-class FileStore(Store):
-    kind = 'file'
+class FileBlobs(Blobs):
+    """Blobs as files under the store root: written to a temporary name, fsynced and renamed (common/fs.py)."""
 
-    def __init__(self, name, config):
-        super(FileStore, self).__init__(name, config)
-        self.root = config['path']
+    def __init__(self, root):
+        self.root = root
 
-    # identity and health
-    def _identity_path(self):
-        return os.path.join(self.root, IDENTITY_FILE)
+    def path(self, key):
+        return os.path.join(self.root, key)
 
-    def read_identity(self):
+    # ---- blobs
+    def get(self, key, what=None):
         try:
-            return read_json(self._identity_path())
-        except (IOError, OSError, ValueError) as exc:
-            raise StoreError("store '%s': cannot read %s: %s" % (self.name, self._identity_path(), exc))
-
-    def write_identity(self, identity):
-        try:
-            makedirs(self.root)
-            for directory in LAYOUT_DIRS:
-                makedirs(os.path.join(self.root, directory))
-            atomic_write_json(self._identity_path(), identity)
-        except (IOError, OSError) as exc:
-            raise StoreError("store '%s': cannot write to %s (%s): make the path writable for the user running the task"
-                             % (self.name, self.root, exc.strerror or exc))
-
-    def check_root(self):
-        if os.path.exists(self.root) and not os.path.isdir(self.root):
-            return '%s exists and is not a directory' % self.root
-        return None
-
-    def status(self):
-        try:
-            ok = os.path.isfile(self._identity_path()) and os.access(self.root, os.W_OK)
-        except OSError:
-            ok = False
-        return 'connected' if ok else 'disconnected'
-
-    def writable_problem(self):
-        """None, or why the store root cannot take new data."""
-        for directory in ('slices', 'images', 'staging', 'locks'):
-            path = os.path.join(self.root, directory)
-            if not os.access(path, os.W_OK | os.X_OK):
-                return '%s is not writable by this user' % path
-        return None
-
-    def stats(self):
-        vfs = os.statvfs(self.root)
-        used = 0
-        slice_count = 0
-        slices_dir = os.path.join(self.root, 'slices')
-        for entry in _scandir(slices_dir):
-            for item in _scandir(entry.path):
-                if not item.name.startswith('.'):
-                    slice_count += 1
-                    used += item.stat().st_size
-        image_count = 0
-        for image_id in self.image_ids():
-            # Only complete images count (for quota.images too); a failed import's record is not an image.
-            if is_complete(self.read_record(image_id)):
-                image_count += 1
-            for name in ('record.json', 'slices.json'):
-                try:
-                    used += os.stat(os.path.join(self.root, 'images', image_id, name)).st_size
-                except OSError:
-                    pass
-        return {'capacity': vfs.f_blocks * vfs.f_frsize, 'free': vfs.f_bavail * vfs.f_frsize, 'used': used,
-                'image_count': image_count, 'slice_count': slice_count}
-
-    def location(self, image_id):
-        return 'file://%s' % os.path.join(self.root, 'images', image_id)
-
-    # slices
-    def slice_path(self, digest):
-        return os.path.join(self.root, 'slices', digest[:2], digest)
-
-    def has_slice(self, digest):
-        return os.path.exists(self.slice_path(digest))
-
-    def read_slice(self, digest):
-        try:
-            with open(self.slice_path(digest), 'rb') as handle:
+            with open(self.path(key), 'rb') as handle:
                 return handle.read()
         except (IOError, OSError) as exc:
-            raise StoreError("store '%s': slice %s is missing or unreadable (%s): delete the damaged image from this store and copy it again "
-                             "from another store"
-                             % (self.name, digest, exc.strerror or exc))
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
 
-    def slice_writer(self, image_id):
-        return FileSliceWriter(self, image_id)
+    def put(self, key, data, what=None):
+        path = self.path(key)
+        makedirs(os.path.dirname(path))
+        atomic_write(path, data)
 
-    def hash_slices(self, digests):
-        """Read and hash HASH_THREADS slices at a time (read and sha256 both release the GIL)."""
-        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-            window = collections.deque()
-            for digest in digests:
-                window.append(pool.submit(self._hash_slice, digest))
-                if len(window) > HASH_THREADS:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-
-    def _hash_slice(self, digest):
+    def stat(self, key, what=None):
         try:
-            fd = os.open(self.slice_path(digest), os.O_RDONLY)
+            return os.stat(self.path(key)).st_size
         except OSError:
-            return digest, None, 0
-        try:
-            # Dropped from the page cache first: a verify must read the disk, not what memory remembers of it.
-            _drop_cache(fd)
-            found, size = _fd_sha256(fd)
-            _drop_cache(fd)
-        except OSError:  # EIO: the medium itself failed
-            return digest, None, 0
-        finally:
-            os.close(fd)
-        return digest, found, size
+            return None
 
-    def replace_slice(self, digest, data):
-        """Staged in a ``.partial`` directory (store_cleanup removes it if the run dies), fsynced, renamed over."""
-        staging = os.path.join(self.root, 'staging', 'repair-%s-%s.partial' % (digest[:12], uuid.uuid4().hex[:12]))
-        makedirs(staging)
-        partial = os.path.join(staging, digest)
-        try:
-            _write_file(partial, data, 0)
-            _fsync_path(partial)
-            final = self.slice_path(digest)
-            makedirs(os.path.dirname(final))
-            os.rename(partial, final)
-            fsync_dir(os.path.dirname(final))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    def list(self, prefix, sizes=True):
+        found = []
 
-    def referenced_slices(self):
-        referenced = set()
-        for image_id in self.image_ids():
-            slice_list = self.read_slice_list(image_id)
-            if slice_list is not None:
-                referenced |= slice_list.digests()
-        return referenced
-
-    def remove_unreferenced(self, candidates):
-        released = 0
-        referenced = self.referenced_slices()
-        for digest in set(candidates) - referenced:
-            path = self.slice_path(digest)
-            try:
-                size = os.stat(path).st_size
-            except OSError:
-                continue
-            if remove_file(path):
-                released += size
-        return released
-
-    def stored_slices(self):
-        found = set()
-        for entry in _scandir(os.path.join(self.root, 'slices')):
-            found.update(item.name for item in _scandir(entry.path) if len(item.name) == 64)
+        def walk(directory, parent):
+            for entry in _scandir(directory):
+                if entry.name.startswith('.'):
+                    continue  # a temporary file (fs.temp_name)
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, parent + entry.name + '/')
+                else:
+                    found.append((parent + entry.name, entry.stat().st_size if sizes else None))
+        walk(self.path(prefix), prefix)
         return found
 
-    def clean_staging(self, max_age, check_mode):
-        """Staging leftovers: images being removed (``removed-*``), and ``<id>.partial`` slices of an interrupted
-        transfer once older than ``max_age`` and not locked (until then a re-run adopts them)."""
-        removed = []
-        now = time.time()
-        for entry in _scandir(os.path.join(self.root, 'staging')):
-            if entry.name.endswith('.partial'):
-                if now - entry.stat().st_mtime < max_age or self.image_lock(entry.name[:-len('.partial')]).busy():
-                    continue
-            elif not entry.name.startswith('removed-'):
-                continue
-            size = _tree_size(entry.path)
-            if not check_mode:
-                shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(('staging/%s' % entry.name, size))
-        return removed
+    def children(self, prefix):
+        return sorted(entry.name for entry in _scandir(self.path(prefix)) if not entry.name.startswith('.'))
 
-    # images
-    def _image_dir(self, image_id):
-        return os.path.join(self.root, 'images', image_id)
+    def remove(self, key):
+        size = self.stat(key)
+        return size if size is not None and remove_file(self.path(key)) else 0
 
-    def image_ids(self):
-        return sorted(entry.name for entry in _scandir(os.path.join(self.root, 'images')) if not entry.name.startswith('.'))
-
-    def read_record(self, image_id):
-        return read_json(os.path.join(self._image_dir(image_id), 'record.json'))
-
-    def write_record(self, image_id, record):
-        makedirs(self._image_dir(image_id))
-        atomic_write_json(os.path.join(self._image_dir(image_id), 'record.json'), record)
-
-    def read_slice_list(self, image_id):
-        data = read_json(os.path.join(self._image_dir(image_id), 'slices.json'))
-        return None if data is None else SliceList.from_dict(data)
-
-    def write_slice_list(self, image_id, slice_list):
-        makedirs(self._image_dir(image_id))
-        atomic_write_json(os.path.join(self._image_dir(image_id), 'slices.json'), slice_list.to_dict())
-
-    def remove_image(self, image_id):
-        source = self._image_dir(image_id)
-        doomed = os.path.join(self.root, 'staging', 'removed-%s-%s' % (image_id, uuid.uuid4().hex[:12]))
+    def remove_tree(self, prefix, first):
+        """One rename hides the whole directory (into staging/, where clean_staging finds it if this run dies)."""
+        source = self.path(prefix.rstrip('/'))
+        doomed = os.path.join(self.root, 'staging', 'removed-%s-%s' % (os.path.basename(source), uuid.uuid4().hex[:12]))
         try:
             os.rename(source, doomed)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return False
             raise
-        fsync_dir(os.path.join(self.root, 'images'))
+        fsync_dir(os.path.dirname(source))
         shutil.rmtree(doomed, ignore_errors=True)
         return True
 
-    # concurrency
-    def image_lock(self, image_id):
-        return ExpiringLock(os.path.join(self.root, 'locks', '%s.lock' % image_id),
-                            "image %s in store '%s'" % (image_id, self.name))
+    def replace(self, key, data, what=None):
+        """Staged in a ``.partial`` directory (store_cleanup removes it if the run dies), fsynced, renamed over."""
+        digest = os.path.basename(key)
+        staging = os.path.join(self.root, 'staging', 'repair-%s-%s.partial' % (digest[:12], uuid.uuid4().hex[:12]))
+        makedirs(staging)
+        partial = os.path.join(staging, digest)
+        try:
+            _write_file(partial, data, 0)
+            _fsync_path(partial)
+            final = self.path(key)
+            makedirs(os.path.dirname(final))
+            os.rename(partial, final)
+            fsync_dir(os.path.dirname(final))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
-    def slice_guard(self, exclusive):
-        return SliceGuard(os.path.join(self.root, 'locks', 'slices.lock'), exclusive)
+    # ---- bulk hooks
+    def ordered(self, function, items):
+        """HASH_THREADS slices read and hashed at once (read and sha256 both release the GIL)."""
+        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            for item, result in ordered_window(lambda item: pool.submit(function, item), items, HASH_THREADS + 1):
+                yield item, result
+
+    def hash(self, key, what=None):
+        try:
+            fd = os.open(self.path(key), os.O_RDONLY)
+        except OSError:
+            return None, 0
+        try:
+            # Dropped from the page cache first: a verify must read the disk, not what memory remembers of it.
+            _drop_cache(fd)
+            found, size = _fd_sha256(fd)
+            _drop_cache(fd)
+        except OSError:  # EIO: the medium itself failed
+            return None, 0
+        finally:
+            os.close(fd)
+        return found, size
+
+    # ---- the store as a whole
+    def create(self):
+        makedirs(self.root)
+        for directory in LAYOUT_DIRS:
+            makedirs(os.path.join(self.root, directory))
+
+    def check_root(self):
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            return '%s exists and is not a directory' % self.root
+        return None
+
+    def accessible(self):
+        return os.path.isfile(self.path(IDENTITY_FILE)) and os.access(self.root, os.W_OK)
+
+    def writable_problem(self):
+        for directory in LAYOUT_DIRS:
+            path = os.path.join(self.root, directory)
+            if not os.access(path, os.W_OK | os.X_OK):
+                return '%s is not writable by this user' % path
+        return None
+
+    def capacity(self):
+        vfs = os.statvfs(self.root)
+        return vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize
+
+    def where(self):
+        return self.root
+
+    def url(self, key):
+        return self.path(key)
+
+    def location(self, key):
+        return 'file://%s' % self.path(key)
+
+    def missing_slice(self, digest, reason):
+        return ("slice %s is missing or unreadable (%s): delete the damaged image from this store and copy it again from another store"
+                % (digest, reason or os.strerror(errno.ENOENT)))
+
+    # ---- concurrency and leftovers
+    def lock(self, name, what):
+        return ExpiringLock(os.path.join(self.root, 'locks', '%s.lock' % name), what)
+
+    def guard(self, exclusive, **options):
+        return SliceGuard(os.path.join(self.root, 'locks', 'slices.lock'), exclusive, **options)
+
+    def leftovers(self, now, max_age):
+        """Images being removed (``removed-*``), and ``<id>.partial`` slices of an interrupted transfer (adopted by a
+        re-run of that image until they are ``max_age`` old)."""
+        found = []
+        for entry in _scandir(os.path.join(self.root, 'staging')):
+            if entry.name.endswith('.partial'):
+                image_id, born = entry.name[:-len('.partial')], entry.stat().st_mtime
+            elif entry.name.startswith('removed-'):
+                image_id, born = None, None
+            else:
+                continue
+            found.append(Leftover('staging/%s' % entry.name, image_id, born, functools.partial(_tree_size, entry.path),
+                                  functools.partial(shutil.rmtree, entry.path, ignore_errors=True)))
+        return found
+
+    def writer(self, store, image_id):
+        return FileSliceWriter(store, image_id)
+
+
+class FileStore(SliceRepository):
+    kind = 'file'
+
+    def __init__(self, name, config):
+        super(FileStore, self).__init__(name, config, FileBlobs(config['path']))
+        self.root = config['path']
+
+    def slice_path(self, digest):
+        """The slice's file (image exports clone from it)."""
+        return self.blobs.path(slice_key(digest))
 
 
 def _tree_size(path):

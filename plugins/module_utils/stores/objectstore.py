@@ -1,42 +1,34 @@
 # -*- coding: utf-8 -*-
 # Copyright: vmimages.multistore contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Object stores (S3, Swift): the file store's layout as objects in one bucket or container.
+"""Object stores (S3, Swift): the slice repository (repository.py) over the objects of one bucket or container.
 
-Layout under an optional key prefix (config ``prefix``, default empty)::
-
-    multistore.json                  identity: id, name, type, zone, enabled, layout version...
-    slices/ab/ab12…(sha256)          content-addressed slices, written once, never modified
-    images/<id>/record.json          the image record (Glance fields), status flips to active last
-    images/<id>/slices.json          the ordered slice list
-    locks/<id>/<token>               leases on one image (see Lease)
-    locks/slices/shared-<token>      the slice guard: transfers hold it shared,
-    locks/slices/exclusive-<token>   slice deletion exclusive
+Keys live under an optional prefix (config ``prefix``, default empty); the layout is the repository's, the
+locks are leases (leases.py) under ``locks/``, and probe objects ``locks/probe-<time>-<random>`` are written
+and deleted by writable_problem().
 
 There is no staging area. A PUT is atomic (readers see no object or the whole object) and a slice is
 named by its content, so an uploaded slice is in its final place at once; no slice list references it
 until the transfer commits. A transfer that was interrupted leaves its slices in place: the next run
 finds them with HEAD and does not send them again (whatever the image id), and store_cleanup removes
-them if no run comes back for them.
+them if no run comes back for them. A removal deletes key by key (the record first), so store_cleanup
+also removes the slice lists a removal cut short left without a record.
 
 ``stats()`` reports capacity and free as None: S3 and Swift have no notion of either (a bucket grows
 until a quota on the server side stops it); ``used`` is what the store's objects take.
 
-A backend provides the client library's part: five primitives on full object keys (``_get``, ``_put``,
-``_head``, ``_delete``, ``_list``), ``_ensure_container``, and how to explain the library's errors
-(``_describe_error``, ``_unreachable``). Everything else, and every error message, is here.
+A blob back end (ObjectBlobs) provides the client library's part: five primitives on full object keys
+(``_get``, ``_put``, ``_head``, ``_delete``, ``_list``), ``_ensure_container``, and how to explain the
+library's errors (``_describe_error``, ``_unreachable``). Everything else, and every error message, is
+here or in the repository.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import collections
 import errno
-import getpass
 import hashlib
 import json
-import os
-import random
 import socket
 import threading
 import time
@@ -44,25 +36,21 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
-    LockError, MultistoreError, StoreError, TransferInterrupted)
+    MultistoreError, StoreError, TransferInterrupted)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import dump_json
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_TTL, DEFAULT_WAIT, _pid_alive
-from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store, is_complete
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_WAIT
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.leases import GUARD_DIR, GUARD_TTL, Lease, _stale
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.repository import (
+    Blobs, Leftover, SliceRepository, ordered_window, slice_key)
 
-IDENTITY_OBJECT = 'multistore.json'
 PROBE_PREFIX = 'locks/probe-'
-GUARD_DIR = 'locks/slices/'
 # Parallel requests per store; the client's connection pool is sized to match.
 WORKERS = 8
 # Slices copied and waiting or travelling per writer: bounds memory (16 x 4 MiB) and makes a slow
 # store slow the pipeline down instead of filling memory.
 UPLOADS_IN_FLIGHT = 16
 READ_AHEAD = 12
-# The slice guard is kept alive by a heartbeat while its process runs (the engine never refreshes
-# it), so its lease can be short: a crashed run on another host blocks deletions for this long.
-GUARD_TTL = 120
-LEASE_POLL = (0.2, 1.0)
 # Connection settings the backends share: a stopped endpoint must fail in seconds, not minutes.
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
@@ -100,29 +88,6 @@ def network_reason(exc):
     return None
 
 
-def _user():
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError, ImportError):
-        return str(os.getuid())
-
-
-# Tokens of leases this process let go of but could not delete (the store was unreachable then): they
-# are stale for this process at once, not only when they expire, so that a later run in the same
-# process is not locked out by its own past.
-_RELEASED_TOKENS = set()
-
-
-def _stale(owner):
-    if owner.get('expires_at', 0) < time.time() or owner.get('token') in _RELEASED_TOKENS:
-        return True
-    pid = owner.get('pid')
-    return owner.get('host') == socket.gethostname() and isinstance(pid, int) and pid > 0 and not _pid_alive(pid)
-
-
-def _when(timestamp):
-    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(timestamp or 0))
-
 
 class ObjectSliceWriter(SliceWriter):
     """Uploads the slices of one transfer on the store's threads: HEAD first, PUT only what is missing.
@@ -135,6 +100,7 @@ class ObjectSliceWriter(SliceWriter):
 
     def __init__(self, store, image_id):
         self.store = store
+        self.blobs = store.blobs
         self.image_id = image_id
         self.new_bytes = 0
         self.uploaded = {}
@@ -155,7 +121,7 @@ class ObjectSliceWriter(SliceWriter):
         payload = bytes(data)
         self._slots.acquire()
         try:
-            future = self.store.executor().submit(self._upload, digest, payload)
+            future = self.blobs.executor().submit(self._upload, digest, payload)
         except BaseException:
             self._slots.release()
             raise
@@ -167,11 +133,11 @@ class ObjectSliceWriter(SliceWriter):
     def _upload(self, digest, payload):
         if self._stopped or self._failure is not None:
             return  # the transfer failed or was aborted: send nothing more
-        key = self.store.slice_key(digest)
+        key = slice_key(digest)
         # A slice object of the wrong size is damaged (a content name fixes the size): replace it.
-        if self.store.head_object(key, 'check slice %s' % digest, interrupted=True) == len(payload):
+        if self.blobs.head_object(key, 'check slice %s' % digest, interrupted=True) == len(payload):
             return
-        self.store.put_object(key, payload, 'upload slice %s' % digest, interrupted=True)
+        self.blobs.put_object(key, payload, 'upload slice %s' % digest, interrupted=True)
         with self._lock:
             self.uploaded[digest] = len(payload)
             self.new_bytes += len(payload)
@@ -234,7 +200,7 @@ class ObjectSliceWriter(SliceWriter):
         except MultistoreError:
             return  # another transfer runs, or the store is gone: store_cleanup removes the slices later
         try:
-            self.store.parallel(self.store.delete_object, [self.store.slice_key(digest) for digest in doomed])
+            self.blobs.parallel(self.blobs.delete_object, [slice_key(digest) for digest in doomed])
             with self._lock:
                 self.uploaded = {}
         except MultistoreError:
@@ -243,163 +209,19 @@ class ObjectSliceWriter(SliceWriter):
             guard.release()
 
 
-class Lease:
-    """A lock on an object store: write an intent (a lease object), then look at the others' leases.
+class ObjectBlobs(Blobs):
+    """Blobs as the objects of one bucket; a subclass supplies the client library's primitives."""
 
-    Each holder writes ``<directory><name>`` holding its owner, host, pid and expiry, then lists the
-    directory. If a live lease it conflicts with is there, it deletes its own, waits a random moment
-    and tries again, until ``wait`` seconds have passed (then LockError). Before writing, it lists
-    first, so that a run that waits keeps asking without writing every time.
-
-    Why this is a mutual exclusion: S3 (since 2020) and radosgw are read-after-write consistent for
-    PUT and LIST, so a LIST shows every PUT that completed before it began. Take two runs A and B. If
-    A's listing does not show B's lease, B's PUT completed after A's LIST began, hence after A's PUT
-    completed; B's LIST begins after its own PUT, so it shows A's lease and B backs off. At most one
-    run sees no rival: both may see each other and back off, and the random delay separates them on
-    the next try. The slice guard is the same protocol with two classes of leases: shared holders
-    (transfers) conflict only with exclusive ones (slice deletion), exclusive holders with everyone.
-
-    Limits:
-    - it is only as good as the listing's consistency: all runs must use the same region or zone
-      (multi-site radosgw replicates asynchronously), and genuine OpenStack Swift updates container
-      listings asynchronously under load (radosgw's Swift API is consistent: it is the same index);
-    - expiry compares clocks: hosts must keep their clocks in sync (NTP), as with ExpiringLock;
-    - a lease whose owner stopped refreshing past its expiry is deleted by the next run, as a file lock
-      is broken; an owner that resumes after that has lost the lock without knowing it;
-    - on the owner's host a lease whose process is gone is stale at once; from another host it
-      blocks until it expires (image locks: DEFAULT_TTL, refreshed by the engine during transfers;
-      the slice guard: GUARD_TTL, refreshed by a heartbeat thread while its process lives).
-    """
-
-    def __init__(self, store, directory, name, what, conflicts, ttl=DEFAULT_TTL, wait=DEFAULT_WAIT, heartbeat=False, beside_own=False):
-        self.store = store
-        # True: this process's other leases on the store are no rivals (a transfer that holds the guard
-        # shared takes it exclusively too, to delete the slices it uploaded).
-        self.beside_own = beside_own
-        self.directory = directory
-        self.token = uuid.uuid4().hex
-        self.key = directory + name.replace('{token}', self.token)
-        self.what = what
-        self.conflicts = conflicts
-        self.ttl = ttl
-        self.wait = wait
-        self.heartbeat = heartbeat
-        self.held = False
-        self._stop = None
-        self._beat = None
-
-    def _content(self):
-        return {'token': self.token, 'owner': _user(), 'host': socket.gethostname(), 'pid': os.getpid(),
-                'expires_at': time.time() + self.ttl}
-
-    def _write(self, interrupted=False):
-        self.store.write_json(self.key, self._content(), interrupted=interrupted)
-
-    def _rivals(self, clean):
-        """The live leases this one conflicts with: [(key, owner)]; with ``clean``, delete stale ones."""
-        rivals = []
-        for key, _size in self.store.listing(self.directory):
-            if key == self.key or (self.beside_own and key in self.store.own_leases) or not self.conflicts(key[len(self.directory):]):
-                continue
-            owner = self.store.read_lease(key)
-            if owner is None:
-                continue  # released since the listing
-            if _stale(owner):
-                if clean:
-                    self.store.delete_object(key)
-                continue
-            rivals.append((key, owner))
-        return rivals
-
-    def acquire(self):
-        deadline = time.time() + self.wait
-        while True:
-            rivals = self._rivals(clean=True)
-            if not rivals:
-                self._write()
-                try:
-                    rivals = self._rivals(clean=False)
-                except MultistoreError:
-                    self._remove()
-                    raise
-                if not rivals:
-                    self._hold()
-                    return self
-                self._remove()
-            if time.time() >= deadline:
-                raise LockError(self._busy_message(*rivals[0]))
-            time.sleep(random.uniform(*LEASE_POLL))
-
-    def _busy_message(self, key, owner):
-        if self.directory == GUARD_DIR:
-            running = 'a slice deletion' if key[len(GUARD_DIR):].startswith('exclusive-') else 'an import or copy'
-            return ('%s are busy: %s by %s@%s (pid %s) is running; retry later, or delete %s if that run is gone (it expires at %s)'
-                    % (self.what, running, owner.get('owner'), owner.get('host'), owner.get('pid'), self.store.object_url(key),
-                       _when(owner.get('expires_at'))))
-        return ('%s is locked by %s@%s (pid %s) until %s: another run is working on it; retry later, or delete %s if that run '
-                'is gone' % (self.what, owner.get('owner'), owner.get('host'), owner.get('pid'), _when(owner.get('expires_at')),
-                             self.store.object_url(key)))
-
-    def _hold(self):
-        self.held = True
-        self.store.own_leases.add(self.key)
-        if self.heartbeat:
-            self._stop = threading.Event()
-            self._beat = threading.Thread(target=self._heartbeat, name='lease %s' % self.key)
-            self._beat.daemon = True
-            self._beat.start()
-
-    def _heartbeat(self):
-        while not self._stop.wait(max(1.0, self.ttl / 4.0)):
-            try:
-                self._write()
-            except MultistoreError:
-                pass  # unreachable for now: the next beat tries again; the lease expires if it stays so
-
-    def _remove(self):
-        try:
-            self.store.delete_object(self.key)
-        except MultistoreError:
-            _RELEASED_TOKENS.add(self.token)  # unreachable: the lease expires, or the next run deletes it
-
-    def busy(self):
-        """True when some live run holds this lock now."""
-        return self.held or bool(self._rivals(clean=False))
-
-    def refresh(self):
-        """Push the expiry forward during a long transfer."""
-        if self.held:
-            self._write(interrupted=True)
-
-    def release(self):
-        if not self.held:
-            return
-        self.held = False
-        if self._beat is not None:
-            self._stop.set()
-            self._beat.join(READ_TIMEOUT)
-            self._beat = None
-        self._remove()
-        self.store.own_leases.discard(self.key)
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc_info):
-        self.release()
-
-
-class ObjectStore(Store):
-    """The Store interface over a bucket; a subclass supplies the client library's primitives."""
-
-    remote = True
+    atomic_removal = False
+    kind = None
     # The client library's exception classes that call() turns into StoreError (set by subclasses).
     library_errors = ()
     # What to call the bucket in messages ('bucket', 'container').
     container_word = 'bucket'
 
     def __init__(self, name, config):
-        super(ObjectStore, self).__init__(name, config)
+        self.name = name
+        self.config = config
         self.prefix = (config.get('prefix') or '').strip('/')
         if self.prefix:
             self.prefix += '/'
@@ -526,15 +348,6 @@ class ObjectStore(Store):
     def delete_object(self, key, what=None):
         self.call(what or 'delete %s' % key, self._delete, self.full_key(key))
 
-    def read_json(self, key):
-        data = self.get_object(key)
-        if data is None:
-            return None
-        try:
-            return json.loads(data.decode('utf-8'))
-        except ValueError as exc:
-            raise StoreError("store '%s': %s is corrupt (%s): restore it from another store or remove the image"
-                             % (self.name, self.object_url(key), exc))
 
     def write_json(self, key, obj, interrupted=False):
         self.put_object(key, dump_json(obj), interrupted=interrupted)
@@ -551,24 +364,59 @@ class ObjectStore(Store):
             owner = None
         return owner if isinstance(owner, dict) else {'expires_at': 0}
 
-    # ---- identity and health
-    def read_identity(self):
-        """The identity; None when the bucket or the identity object does not exist; StoreError when unreachable."""
-        return self.read_json(IDENTITY_OBJECT)
 
-    def write_identity(self, identity):
+    # ---- the blob interface of the repository
+    def get(self, key, what=None):
+        return self.get_object(key, what)
+
+    def put(self, key, data, what=None):
+        self.put_object(key, data, what)
+
+    def stat(self, key, what=None):
+        return self.head_object(key, what)
+
+    def list(self, prefix, sizes=True):
+        return self.listing(prefix)
+
+    def children(self, prefix):
+        found = set()
+        for key, _size in self.listing(prefix):
+            parts = key[len(prefix):].split('/')
+            if len(parts) == 2 and parts[0]:
+                found.add(parts[0])
+        return sorted(found)
+
+    def remove(self, key):
+        size = self.head_object(key)
+        if size is None:
+            return 0
+        self.delete_object(key)
+        return size
+
+    def remove_tree(self, prefix, first):
+        keys = [key for key, _size in self.listing(prefix)]
+        if not keys:
+            return False
+        for key in sorted(keys, key=lambda k: k != first):
+            self.delete_object(key)
+        return True
+
+    def map(self, function, items):
+        return self.parallel(function, items)
+
+    def prefetch(self, function, items):
+        """READ_AHEAD items fetched ahead in parallel on the store's threads."""
+        return ordered_window(lambda item: self.executor().submit(function, item), list(items), READ_AHEAD)
+
+    def hash(self, key, what=None):
+        data = self.get_object(key, what)
+        return (None, 0) if data is None else (hashlib.sha256(data).hexdigest(), len(data))
+
+    def create(self):
         self.call('create the %s' % self.container_word, self._ensure_container)
-        self.write_json(IDENTITY_OBJECT, identity)
 
     def check_root(self):
         return self.config_problem()
-
-    def status(self):
-        try:
-            found = self.head_object(IDENTITY_OBJECT)
-        except StoreError:
-            return 'disconnected'
-        return 'connected' if found is not None else 'disconnected'
 
     def writable_problem(self):
         """None, or why no object can be written (a probe object is written and deleted)."""
@@ -582,192 +430,66 @@ class ObjectStore(Store):
             return text[len(lead):] if text.startswith(lead) else text
         return None
 
-    def stats(self):
-        used = 0
-        slice_count = 0
-        for _key, size in self.listing('slices/'):
-            slice_count += 1
-            used += size
-        image_ids = set()
-        for key, size in self.listing('images/'):
-            used += size
-            image_ids.add(key.split('/')[1])
-        image_ids = sorted(image_ids)
-        records = self.parallel(self.read_record, image_ids)
-        # Only active images count (for quota.images too); a failed import's record is not an image.
-        image_count = sum(1 for record in records if is_complete(record))
-        return {'capacity': None, 'free': None, 'used': used, 'image_count': image_count, 'slice_count': slice_count}
+    def url(self, key):
+        return self.object_url(key)
 
-    def location(self, image_id):
-        return '%s/%simages/%s' % (self._location_base(), self.prefix, image_id)
+    def location(self, key):
+        return '%s/%s%s' % (self._location_base(), self.prefix, key)
 
-    # ---- slices
-    @staticmethod
-    def slice_key(digest):
-        return 'slices/%s/%s' % (digest[:2], digest)
+    def missing_slice(self, digest, reason):
+        return ('slice %s is missing from %s: delete the damaged image from this store and copy it again from another store'
+                % (digest, self.where()))
 
-    def has_slice(self, digest):
-        return self.head_object(self.slice_key(digest), 'check slice %s' % digest) is not None
+    def corrupt(self, key, exc):
+        return '%s is corrupt (%s): restore it from another store or remove the image' % (self.object_url(key), exc)
 
-    def read_slice(self, digest):
-        data = self.get_object(self.slice_key(digest), 'read slice %s' % digest)
-        if data is None:
-            raise StoreError("store '%s': slice %s is missing from %s: delete the damaged image from this store and copy it again from another store"
-                             % (self.name, digest, self.where()))
-        return data
+    # ---- concurrency and leftovers
+    def lock(self, name, what):
+        return Lease(self, 'locks/%s/' % name, '{token}', what, conflicts=lambda name: True)
 
-    def read_slices(self, digests):
-        """Yield (digest, data) in order, READ_AHEAD slices fetched ahead in parallel."""
-        digests = list(digests)
-        window = collections.deque()
-        position = 0
-        try:
-            while position < len(digests) or window:
-                while position < len(digests) and len(window) < READ_AHEAD:
-                    window.append((digests[position], self.executor().submit(self.read_slice, digests[position])))
-                    position += 1
-                digest, future = window.popleft()
-                yield digest, future.result()
-        finally:
-            for _digest, future in window:
-                future.cancel()
-
-    def hash_slices(self, digests):
-        """Yield (digest, sha256 or None when absent, size), READ_AHEAD slices fetched and hashed ahead on the store's threads."""
-        def fetch(digest):
-            data = self.get_object(self.slice_key(digest), 'read slice %s' % digest)
-            return (digest, None, 0) if data is None else (digest, hashlib.sha256(data).hexdigest(), len(data))
-        window = collections.deque()
-        try:
-            for digest in digests:
-                window.append(self.executor().submit(fetch, digest))
-                if len(window) >= READ_AHEAD:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            for future in window:
-                future.cancel()
-
-    def replace_slice(self, digest, data):
-        self.put_object(self.slice_key(digest), bytes(data), 'replace slice %s' % digest)  # a PUT is atomic
-
-    def missing_slices(self, digests):
-        digests = list(digests)
-        present = self.parallel(self.has_slice, digests)
-        return [digest for digest, there in zip(digests, present) if not there]
-
-    def slice_writer(self, image_id):
-        return ObjectSliceWriter(self, image_id)
-
-    def referenced_slices(self):
-        referenced = set()
-        for slice_list in self.parallel(self.read_slice_list, self.image_ids()):
-            if slice_list is not None:
-                referenced |= slice_list.digests()
-        return referenced
-
-    def remove_unreferenced(self, candidates):
-        """Delete those of ``candidates`` no slice list references (the caller holds the exclusive guard)."""
-        doomed = sorted(set(candidates) - self.referenced_slices())
-
-        def remove(digest):
-            key = self.slice_key(digest)
-            size = self.head_object(key)
-            if size is None:
-                return 0
-            self.delete_object(key)
-            return size
-        return sum(self.parallel(remove, doomed))
-
-    # ---- garbage collection (store_cleanup)
-    def stored_slices(self):
-        return set(key.rsplit('/', 1)[1] for key, _size in self.listing('slices/') if len(key.rsplit('/', 1)[1]) == 64)
-
-    def clean_staging(self, max_age, check_mode):
-        """Leftovers of runs that are gone: a slice list whose record is gone (a deletion cut short, the image
-        not locked), leases that expired or whose process is gone, probe objects older than ``max_age``.
-
-        There is no staging area: the slices of an interrupted upload are in place, unreferenced, and the
-        slice step of store_cleanup removes them (a re-run after that sends them again).
-        """
-        removed = []
-        images = {}
-        for key, size in self.listing('images/'):
-            images.setdefault(key.split('/')[1], []).append((key, size))
-        for image_id, objects in sorted(images.items()):
-            if any(key.endswith('/record.json') for key, _size in objects) or self.image_lock(image_id).busy():
-                continue
-            for key, _size in objects:
-                if not check_mode:
-                    self.delete_object(key)
-            removed.append(('images/%s (no record)' % image_id, sum(size for _key, size in objects)))
-        now = time.time()
-        for key, size in self.listing('locks/'):
-            if key.startswith(PROBE_PREFIX):
-                try:
-                    stale = now - int(key[len(PROBE_PREFIX):].split('-')[0]) > max_age
-                except ValueError:
-                    stale = True
-            else:
-                owner = self.read_lease(key)
-                stale = owner is not None and _stale(owner)
-            if stale:
-                if not check_mode:
-                    self.delete_object(key)
-                removed.append((key, size))
-        return removed
-
-    # ---- images
-    def image_ids(self):
-        found = set()
-        for key, _size in self.listing('images/'):
-            parts = key.split('/')
-            if len(parts) == 3 and parts[1]:
-                found.add(parts[1])
-        return sorted(found)
-
-    def read_record(self, image_id):
-        return self.read_json('images/%s/record.json' % image_id)
-
-    def read_records(self):
-        image_ids = self.image_ids()
-        return dict(zip(image_ids, self.parallel(self.read_record, image_ids)))
-
-    def write_record(self, image_id, record):
-        self.write_json('images/%s/record.json' % image_id, record)
-
-    def read_slice_list(self, image_id):
-        data = self.read_json('images/%s/slices.json' % image_id)
-        return None if data is None else SliceList.from_dict(data)
-
-    def write_slice_list(self, image_id, slice_list):
-        self.write_json('images/%s/slices.json' % image_id, slice_list.to_dict())
-
-    def remove_image(self, image_id):
-        """Delete the record first (the image is gone from listings at once), then the slice list, then
-        the image's leases but this process's own (its holder deletes it when it lets go)."""
-        directory = 'images/%s/' % image_id
-        keys = [key for key, _size in self.listing(directory)]
-        if not keys:
-            return False
-        record = directory + 'record.json'
-        for key in sorted(keys, key=lambda k: k != record):
-            self.delete_object(key)
-        for key, _size in self.listing('locks/%s/' % image_id):
-            if key not in self.own_leases:
-                self.delete_object(key)
-        return True
-
-    # ---- concurrency
-    def image_lock(self, image_id):
-        return Lease(self, 'locks/%s/' % image_id, '{token}', "image %s in store '%s'" % (image_id, self.name),
-                     conflicts=lambda name: True)
-
-    def slice_guard(self, exclusive, wait=DEFAULT_WAIT, beside_own=False):
+    def guard(self, exclusive, wait=DEFAULT_WAIT, beside_own=False):
         what = "the slices of store '%s'" % self.name
         if exclusive:
             return Lease(self, GUARD_DIR, 'exclusive-{token}', what, conflicts=lambda name: name.startswith(('shared-', 'exclusive-')),
                          ttl=GUARD_TTL, wait=wait, heartbeat=True, beside_own=beside_own)
         return Lease(self, GUARD_DIR, 'shared-{token}', what, conflicts=lambda name: name.startswith('exclusive-'),
                      ttl=GUARD_TTL, wait=wait, heartbeat=True, beside_own=beside_own)
+
+    def drop_locks(self, name):
+        """The image's leases but this process's own (its holder deletes it when it lets go)."""
+        for key, _size in self.listing('locks/%s/' % name):
+            if key not in self.own_leases:
+                self.delete_object(key)
+
+    def leftovers(self, now, max_age):
+        """Leases that expired or whose process is gone, and probe objects (``born`` from their name)."""
+        found = []
+        for key, size in self.listing('locks/'):
+            if key.startswith(PROBE_PREFIX):
+                try:
+                    born = int(key[len(PROBE_PREFIX):].split('-')[0])
+                except ValueError:
+                    born = None
+            else:
+                owner = self.read_lease(key)
+                if owner is None or not _stale(owner):
+                    continue
+                born = None
+            found.append(Leftover(key, None, born, lambda size=size: size, lambda key=key: self.delete_object(key)))
+        return found
+
+    def writer(self, store, image_id):
+        return ObjectSliceWriter(store, image_id)
+
+
+class ObjectStore(SliceRepository):
+    """The slice repository over a bucket: a subclass names its kind and its blob back end (``blob_class``)."""
+
+    remote = True
+    blob_class = ObjectBlobs
+
+    def __init__(self, name, config):
+        super(ObjectStore, self).__init__(name, config, self.blob_class(name, config))
+
+    def close(self):
+        self.blobs.close()

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: vmimages.multistore contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""S3 store: a bucket on Ceph radosgw, MinIO or AWS S3, through boto3 (layout: see objectstore.py).
+"""S3 store: a bucket on Ceph radosgw, MinIO or AWS S3, through boto3 (layout: see repository.py and objectstore.py).
 
 Configuration (the store's declaration): ``endpoint`` (URL; empty for AWS), ``bucket``, ``access_key``,
 ``secret_key``, ``region``, ``validate_certs`` (default true), ``prefix``. Buckets are addressed by path
@@ -29,7 +29,7 @@ except ImportError:
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.objectstore import (
-    CONNECT_TIMEOUT, READ_TIMEOUT, WORKERS, ObjectStore, network_reason)
+    CONNECT_TIMEOUT, READ_TIMEOUT, WORKERS, ObjectBlobs, ObjectStore, network_reason)
 
 BUCKET_NAME = re.compile(r'^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')
 DEFAULT_REGION = 'us-east-1'
@@ -37,12 +37,12 @@ MISSING = ('404', 'NoSuchKey', 'NoSuchBucket', 'NotFound')
 DENIED = ('403', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidToken', 'ExpiredToken', 'AllAccessDisabled')
 
 
-class S3Store(ObjectStore):
+class S3Blobs(ObjectBlobs):
     kind = 's3'
     library_errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) if HAS_BOTO3 else ()
 
     def __init__(self, name, config):
-        super(S3Store, self).__init__(name, config)
+        super(S3Blobs, self).__init__(name, config)
         self.endpoint = (config.get('endpoint') or '').rstrip('/')
         self.bucket = config.get('bucket') or ''
         self.region = config.get('region') or DEFAULT_REGION
@@ -183,3 +183,8 @@ class S3Store(ObjectStore):
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return 'no credentials for %s: give access_key and secret_key' % where
         return 'cannot %s in %s: %s' % (what, self.endpoint_url(), exc)
+
+
+class S3Store(ObjectStore):
+    kind = 's3'
+    blob_class = S3Blobs

@@ -6,7 +6,7 @@
 Configuration (the store's declaration): ``endpoint`` (the auth URL, such as
 http://rgw.example:7480/auth/1.0), ``container``, ``access_key`` (the Swift user, ``account:user``),
 ``secret_key`` (its key), ``auth_version`` (default '1'), ``region``, ``validate_certs`` (default true),
-``prefix``. Layout: see objectstore.py.
+``prefix``. Layout: see repository.py and objectstore.py.
 
 swiftclient connections are not thread safe: every thread gets its own, all sharing one token.
 """
@@ -32,16 +32,16 @@ except ImportError:
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.objectstore import (
-    CONNECT_TIMEOUT, READ_TIMEOUT, ObjectStore, network_reason)
+    CONNECT_TIMEOUT, READ_TIMEOUT, ObjectBlobs, ObjectStore, network_reason)
 
 
-class SwiftStore(ObjectStore):
+class SwiftBlobs(ObjectBlobs):
     kind = 'swift'
     container_word = 'container'
     library_errors = (swiftclient.exceptions.ClientException, RequestException, socket.error) if HAS_SWIFTCLIENT else ()
 
     def __init__(self, name, config):
-        super(SwiftStore, self).__init__(name, config)
+        super(SwiftBlobs, self).__init__(name, config)
         self.endpoint = (config.get('endpoint') or '').rstrip('/')
         self.container = config.get('container') or ''
         self._local = threading.local()
@@ -169,3 +169,8 @@ class SwiftStore(ObjectStore):
             return ("cannot reach %s for container '%s' (%s): is the Swift service (radosgw, swift-proxy) running, and reachable "
                     "from this host?" % (self.endpoint, self.container, network_reason(exc)))
         return 'cannot %s in %s: %s' % (what, self.endpoint_url(), exc)
+
+
+class SwiftStore(ObjectStore):
+    kind = 'swift'
+    blob_class = SwiftBlobs

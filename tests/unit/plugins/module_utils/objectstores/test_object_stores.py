@@ -52,7 +52,7 @@ def export(registry, name, store, dest):
 
 
 def bucket_of_backend(backend):
-    return backend.bucket if backend.kind == 's3' else backend.container
+    return backend.blobs.bucket if backend.kind == 's3' else backend.blobs.container
 
 
 def put_slices(writer, seeds):
@@ -73,7 +73,7 @@ def wait_uploaded(writer, count):
 
 def test_identity_creates_the_bucket_and_reads_back(kind, make_backend, bucket_keys, registry, declare_object):
     backend = make_backend(kind)
-    bucket = backend.bucket if kind == 's3' else backend.container
+    bucket = backend.blobs.bucket if kind == 's3' else backend.blobs.container
     assert backend.check_root() is None
     assert backend.read_identity() is None  # no bucket yet: no store, not an error
     assert backend.status() == 'disconnected'
@@ -89,7 +89,7 @@ def test_identity_creates_the_bucket_and_reads_back(kind, make_backend, bucket_k
     params = dict(registry.declaration('objects'), name='objects')
     assert StoreDeclaration(registry, params).present(check_mode=False) is False
     assert describe(store)['status'] == 'connected'
-    assert declared.location('abc') == '%s://%s/%s/images/abc' % (kind, declared.endpoint.split('/')[2], bucket_of_backend(declared))
+    assert declared.location('abc') == '%s://%s/%s/images/abc' % (kind, declared.blobs.endpoint.split('/')[2], bucket_of_backend(declared))
 
 
 def test_bad_names_are_problems_before_any_request(kind, make_backend):
@@ -115,7 +115,7 @@ def test_import_through_the_engine_keeps_the_file_store_layout(kind, declare_obj
     assert all(key == 'slices/%s/%s' % (key.rsplit('/', 1)[1][:2], key.rsplit('/', 1)[1]) for key in keys if key.startswith('slices/'))
     assert sorted(key for key in keys if not key.startswith('slices/')) == [
         'images/%s/record.json' % info['id'], 'images/%s/slices.json' % info['id'], 'multistore.json']  # no lease left
-    slice_list = SliceList.from_dict(json.loads(backend.get_object('images/%s/slices.json' % info['id']).decode()))
+    slice_list = SliceList.from_dict(json.loads(backend.blobs.get_object('images/%s/slices.json' % info['id']).decode()))
     assert slice_list.slices[3] is None and slice_list.slices[0] == slice_list.slices[1] == slice_list.slices[4]
     stats = backend.stats()
     assert stats['image_count'] == 1 and stats['slice_count'] == 3 and stats['capacity'] is None
@@ -221,8 +221,8 @@ def test_store_cleanup_removes_what_interrupted_and_cut_short_runs_left(
     b_id = [key.split('/')[1] for key in kept if key.endswith('record.json')]
     b_id = [image_id for image_id in b_id if backend.read_record(image_id)['name'] == 'b'][0]
     s3_admin.delete_object(Bucket=bucket, Key='images/%s/record.json' % b_id)
-    backend.write_json('locks/%s/gone' % b_id, {'token': 'gone', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() - 1})
-    backend.put_object('locks/probe-1000-abcd', b'')
+    backend.blobs.write_json('locks/%s/gone' % b_id, {'token': 'gone', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() - 1})
+    backend.blobs.put_object('locks/probe-1000-abcd', b'')
     before = dict(bucket_keys(bucket))
     changed, report = StoreCleanup(registry.open('objects'), 0).run(check_mode=True)
     assert changed and bucket_keys(bucket) == before
@@ -308,14 +308,14 @@ def test_a_second_image_lock_gets_a_lock_error_until_the_first_is_released(kind,
 def test_an_expired_lease_of_another_host_is_broken(kind, make_backend, bucket_keys):
     backend = make_backend(kind)
     backend.write_identity({'id': 'x'})
-    backend.write_json('locks/img/dead', {'token': 'dead', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() - 1})
-    backend.write_json('locks/img/live', {'token': 'live', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() + 60})
+    backend.blobs.write_json('locks/img/dead', {'token': 'dead', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() - 1})
+    backend.blobs.write_json('locks/img/live', {'token': 'live', 'host': 'elsewhere', 'pid': 1, 'expires_at': time.time() + 60})
     contender = backend.image_lock('img')
     contender.wait = 0.5
     with pytest.raises(LockError, match='elsewhere'):
         contender.acquire()
     assert sorted(bucket_keys(bucket_of_backend(backend), 'locks/')) == ['locks/img/live']
-    backend.delete_object('locks/img/live')
+    backend.blobs.delete_object('locks/img/live')
     with backend.image_lock('img'):
         pass
 

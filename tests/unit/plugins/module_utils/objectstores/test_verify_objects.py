@@ -30,7 +30,7 @@ def verify(registry, name, check_mode=False, repair=False):
 
 
 def bucket_of(backend):
-    return backend.bucket if backend.kind == 's3' else backend.container
+    return backend.blobs.bucket if backend.kind == 's3' else backend.blobs.container
 
 
 def exported_equals(registry, name, store, src, dest):

@@ -1,0 +1,383 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The slice repository: what every slice store (file, s3, swift; ssh through its agent) shares.
+
+A slice store is a small blob back end (``Blobs``: get, put, stat, list, remove, plus a few hooks a back end
+does better on its own) under one repository that owns everything else: the layout, JSON records and slice
+lists, statistics, garbage collection, the order of a removal and the policy for leftovers. Locks are asked
+from the back end through the same interface (a file store's lock files and flock, an object store's leases),
+so that callers see one concept. rbd keeps whole images by position and is no slice store.
+
+Layout, as keys relative to the store root (a directory, or a bucket and its prefix)::
+
+    multistore.json               identity: id, name, type, zone, enabled, layout version...
+    slices/ab/ab12…(sha256)       content-addressed slices, written once, never modified
+    images/<id>/record.json       the image record (Glance fields), status flips to active last
+    images/<id>/slices.json       the ordered slice list
+    locks/…, staging/…            the back end's own: see its module
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import collections
+import json
+import time
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import dump_json
+from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import Store, is_complete
+
+IDENTITY_KEY = 'multistore.json'
+SLICES = 'slices/'
+IMAGES = 'images/'
+
+
+def slice_key(digest):
+    return 'slices/%s/%s' % (digest[:2], digest)
+
+
+def image_prefix(image_id):
+    return 'images/%s/' % image_id
+
+
+def record_key(image_id):
+    return 'images/%s/record.json' % image_id
+
+
+def slice_list_key(image_id):
+    return 'images/%s/slices.json' % image_id
+
+
+def ordered_window(submit, items, depth):
+    """Yield (item, result) in the order of ``items``, ``depth`` of them computed ahead by ``submit(item)``
+    (which returns a future); the futures not consumed are cancelled when the caller stops."""
+    window = collections.deque()
+    try:
+        for item in items:
+            window.append((item, submit(item)))
+            if len(window) >= depth:
+                item, future = window.popleft()
+                yield item, future.result()
+        while window:
+            item, future = window.popleft()
+            yield item, future.result()
+    finally:
+        for _item, future in window:
+            future.cancel()
+
+
+# A leftover of a run that is gone, found by the back end (staging, probes, stale leases) or by the repository
+# (a removal cut short). ``image_id``: kept while that image's lock is busy; ``born``: kept until ``max_age``
+# old (a re-run adopts it until then); ``size()`` and ``remove()`` are only called for what is removed.
+Leftover = collections.namedtuple('Leftover', 'name image_id born size remove')
+
+
+class Blobs:
+    """What a slice store's back end provides. Keys are '/'-separated and relative to the store root.
+
+    ``what`` arguments say what the call is for ('read slice <digest>'), for back ends that put it in messages.
+    """
+
+    # True when remove_tree hides a whole image at once (a rename); False when a removal is key by key and can
+    # be cut short: the repository then sweeps image keys without a record (store_cleanup).
+    atomic_removal = True
+
+    # -- blobs
+    def get(self, key, what=None):
+        """The bytes at ``key``, None when absent."""
+        raise NotImplementedError
+
+    def put(self, key, data, what=None):
+        """Store ``data`` at ``key`` atomically (readers see the old or the new bytes) and durably."""
+        raise NotImplementedError
+
+    def stat(self, key, what=None):
+        """The size at ``key``, None when absent."""
+        raise NotImplementedError
+
+    def list(self, prefix, sizes=True):
+        """[(key, size or None without ``sizes``)] of the blobs under ``prefix`` (temporary files left out)."""
+        raise NotImplementedError
+
+    def children(self, prefix):
+        """The sorted names one level under ``prefix`` that hold blobs (image ids under 'images/')."""
+        raise NotImplementedError
+
+    def remove(self, key):
+        """Delete the blob at ``key``; the bytes released (0 when it was absent)."""
+        raise NotImplementedError
+
+    def remove_tree(self, prefix, first):
+        """Delete every blob under ``prefix``, ``first`` before the others; False when there were none."""
+        raise NotImplementedError
+
+    def replace(self, key, data, what=None):
+        """Overwrite a blob in place (a damaged slice); put is atomic, so by default just that."""
+        self.put(key, data, what)
+
+    # -- bulk hooks: a back end with latency or threads does these better than one call after the other
+    def map(self, function, items):
+        """[function(item) for item in items]."""
+        return [function(item) for item in items]
+
+    def prefetch(self, function, items):
+        """Yield (item, function(item)) in order; a back end with latency computes some ahead."""
+        for item in items:
+            yield item, function(item)
+
+    def ordered(self, function, items):
+        """Like prefetch, for reads that hash what they read (store_cleanup verify)."""
+        return self.prefetch(function, items)
+
+    def hash(self, key, what=None):
+        """(sha256 of the blob as stored, or None when missing or unreadable; bytes read)."""
+        raise NotImplementedError
+
+    # -- the store as a whole
+    def create(self):
+        """Make the store's container (directories, bucket) exist."""
+        raise NotImplementedError
+
+    def check_root(self):
+        return None
+
+    def accessible(self):
+        """False when the store cannot be written by this user (status() says disconnected)."""
+        return True
+
+    def writable_problem(self):
+        return None
+
+    def capacity(self):
+        """(capacity, free) in bytes; None where the medium has no such notion."""
+        return None, None
+
+    def where(self):
+        raise NotImplementedError
+
+    def url(self, key):
+        """Where ``key`` is, for messages."""
+        raise NotImplementedError
+
+    def location(self, key):
+        """The location URL of ``key`` (an image's prefix without its trailing slash)."""
+        raise NotImplementedError
+
+    # -- messages the repository raises, in the back end's words
+    def missing_slice(self, digest, reason):
+        raise NotImplementedError
+
+    def corrupt(self, key, exc):
+        """The message for a JSON document that does not decode, or None to let ``exc`` through."""
+        return None
+
+    # -- concurrency and what runs leave behind
+    def lock(self, name, what):
+        """The lock of one image: acquire/refresh/release/busy and a context manager."""
+        raise NotImplementedError
+
+    def guard(self, exclusive, **options):
+        """The slice guard: transfers hold it shared, slice deletion exclusive."""
+        raise NotImplementedError
+
+    def drop_locks(self, name):
+        """After an image's removal: drop the locks other runs left on it (where a lock outlives its holder)."""
+
+    def leftovers(self, now, max_age):
+        """Leftover tuples of the back end's own (staging areas, probes, stale leases)."""
+        return []
+
+    def writer(self, store, image_id):
+        """The SliceWriter of one transfer into ``store``."""
+        raise NotImplementedError
+
+
+class SliceRepository(Store):
+    """The Store interface of base.py for content-addressed slice stores, over ``self.blobs``."""
+
+    def __init__(self, name, config, blobs):
+        super(SliceRepository, self).__init__(name, config)
+        self.blobs = blobs
+
+    # ---- documents
+    def _read_json(self, key):
+        data = self.blobs.get(key)
+        if data is None:
+            return None
+        try:
+            return json.loads(data.decode('utf-8'))
+        except ValueError as exc:
+            problem = self.blobs.corrupt(key, exc)
+            if problem is None:
+                raise
+            raise StoreError("store '%s': %s" % (self.name, problem))
+
+    def _write_json(self, key, obj):
+        self.blobs.put(key, dump_json(obj))
+
+    # ---- identity and health
+    def read_identity(self):
+        """The identity; None when there is none yet; StoreError when it cannot be read."""
+        try:
+            return self._read_json(IDENTITY_KEY)
+        except (EnvironmentError, ValueError) as exc:
+            raise StoreError("store '%s': cannot read %s: %s" % (self.name, self.blobs.url(IDENTITY_KEY), exc))
+
+    def write_identity(self, identity):
+        try:
+            self.blobs.create()
+            self._write_json(IDENTITY_KEY, identity)
+        except EnvironmentError as exc:
+            raise StoreError("store '%s': cannot write to %s (%s): make the path writable for the user running the task"
+                             % (self.name, self.blobs.where(), exc.strerror or exc))
+
+    def check_root(self):
+        return self.blobs.check_root()
+
+    def status(self):
+        try:
+            ok = self.blobs.stat(IDENTITY_KEY) is not None and self.blobs.accessible()
+        except (StoreError, EnvironmentError):
+            ok = False
+        return 'connected' if ok else 'disconnected'
+
+    def writable_problem(self):
+        return self.blobs.writable_problem()
+
+    def where(self):
+        return self.blobs.where()
+
+    def stats(self):
+        capacity, free = self.blobs.capacity()
+        used = 0
+        slice_count = 0
+        for _key, size in self.blobs.list(SLICES):
+            slice_count += 1
+            used += size
+        image_ids = set()
+        for key, size in self.blobs.list(IMAGES):
+            used += size
+            image_ids.add(key.split('/')[1])
+        # Only complete images count (for quota.images too); a failed import's record is not an image.
+        image_count = sum(1 for record in self.blobs.map(self.read_record, sorted(image_ids)) if is_complete(record))
+        return {'capacity': capacity, 'free': free, 'used': used, 'image_count': image_count, 'slice_count': slice_count}
+
+    def location(self, image_id):
+        return self.blobs.location(image_prefix(image_id)[:-1])
+
+    # ---- slices
+    def has_slice(self, digest):
+        return self.blobs.stat(slice_key(digest), 'check slice %s' % digest) is not None
+
+    def read_slice(self, digest):
+        try:
+            data = self.blobs.get(slice_key(digest), 'read slice %s' % digest)
+        except EnvironmentError as exc:
+            raise StoreError("store '%s': %s" % (self.name, self.blobs.missing_slice(digest, exc.strerror or exc)))
+        if data is None:
+            raise StoreError("store '%s': %s" % (self.name, self.blobs.missing_slice(digest, None)))
+        return data
+
+    def read_slices(self, digests):
+        return self.blobs.prefetch(self.read_slice, digests)
+
+    def hash_slices(self, digests):
+        for digest, (found, size) in self.blobs.ordered(lambda d: self.blobs.hash(slice_key(d), 'read slice %s' % d), digests):
+            yield digest, found, size
+
+    def replace_slice(self, digest, data):
+        self.blobs.replace(slice_key(digest), bytes(data), 'replace slice %s' % digest)
+
+    def missing_slices(self, digests):
+        digests = list(digests)
+        present = self.blobs.map(self.has_slice, digests)
+        return [digest for digest, there in zip(digests, present) if not there]
+
+    def slice_writer(self, image_id):
+        return self.blobs.writer(self, image_id)
+
+    # ---- garbage collection (store_cleanup)
+    def referenced_slices(self):
+        referenced = set()
+        for slice_list in self.blobs.map(self.read_slice_list, self.image_ids()):
+            if slice_list is not None:
+                referenced |= slice_list.digests()
+        return referenced
+
+    def remove_unreferenced(self, candidates):
+        """Delete those of ``candidates`` no slice list references (the caller holds the exclusive guard)."""
+        doomed = sorted(set(candidates) - self.referenced_slices())
+        return sum(self.blobs.map(lambda digest: self.blobs.remove(slice_key(digest)), doomed))
+
+    def stored_slices(self):
+        names = (key.rsplit('/', 1)[1] for key, _size in self.blobs.list(SLICES, sizes=False))
+        return set(name for name in names if len(name) == 64)
+
+    def clean_staging(self, max_age, check_mode):
+        """Remove the leftovers of runs that are gone: whatever belongs to an image whose lock is busy stays, and
+        what a re-run would adopt stays until ``max_age`` old. Leftovers are a removal cut short (image keys without
+        a record, where a removal is key by key) and what the back end finds (staging data, probes, stale leases)."""
+        removed = []
+        now = time.time()
+        for leftover in self._cut_short() + list(self.blobs.leftovers(now, max_age)):
+            if leftover.born is not None and now - leftover.born < max_age:
+                continue
+            if leftover.image_id is not None and self.image_lock(leftover.image_id).busy():
+                continue
+            size = leftover.size()
+            if not check_mode:
+                leftover.remove()
+            removed.append((leftover.name, size))
+        return removed
+
+    def _cut_short(self):
+        if self.blobs.atomic_removal:
+            return []
+        images = {}
+        for key, size in self.blobs.list(IMAGES):
+            images.setdefault(key.split('/')[1], []).append((key, size))
+        found = []
+        for image_id, blobs in sorted(images.items()):
+            if not any(key.endswith('/record.json') for key, _size in blobs):
+                found.append(Leftover('images/%s (no record)' % image_id, image_id, None,
+                                      lambda blobs=blobs: sum(size for _key, size in blobs),
+                                      lambda image_id=image_id: self.blobs.remove_tree(image_prefix(image_id), record_key(image_id))))
+        return found
+
+    # ---- images
+    def image_ids(self):
+        return self.blobs.children(IMAGES)
+
+    def read_record(self, image_id):
+        return self._read_json(record_key(image_id))
+
+    def read_records(self):
+        image_ids = self.image_ids()
+        return dict(zip(image_ids, self.blobs.map(self.read_record, image_ids)))
+
+    def write_record(self, image_id, record):
+        self._write_json(record_key(image_id), record)
+
+    def read_slice_list(self, image_id):
+        data = self._read_json(slice_list_key(image_id))
+        return None if data is None else SliceList.from_dict(data)
+
+    def write_slice_list(self, image_id, slice_list):
+        self._write_json(slice_list_key(image_id), slice_list.to_dict())
+
+    def remove_image(self, image_id):
+        """The record goes first (the image is invisible at once), then the slice list, then locks others left."""
+        if not self.blobs.remove_tree(image_prefix(image_id), first=record_key(image_id)):
+            return False
+        self.blobs.drop_locks(image_id)
+        return True
+
+    # ---- concurrency
+    def image_lock(self, image_id):
+        return self.blobs.lock(image_id, "image %s in store '%s'" % (image_id, self.name))
+
+    def slice_guard(self, exclusive, **options):
+        return self.blobs.guard(exclusive, **options)
