@@ -27,19 +27,9 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.objects
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.s3 import S3Store  # noqa: E402
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.swift import SwiftStore  # noqa: E402
 
+from object_params import object_params  # noqa: E402
+
 BACKENDS = {'s3': S3Store, 'swift': SwiftStore}
-
-
-def object_params(cluster, kind, bucket, **extra):
-    """The store module's parameters for an s3 or swift store in ``bucket`` of the lab's radosgw."""
-    if kind == 's3':
-        params = {'type': 's3', 'endpoint': cluster['rgw_endpoint'], 'bucket': bucket, 'access_key': cluster['s3_access_key'],
-                  'secret_key': cluster['s3_secret_key'], 'region': cluster['s3_region']}
-    else:
-        params = {'type': 'swift', 'endpoint': cluster['swift_auth_url'], 'container': bucket, 'access_key': cluster['swift_user'],
-                  'secret_key': cluster['swift_key']}
-    params.update(extra)
-    return params
 
 
 @pytest.fixture(params=['s3', 'swift'])
