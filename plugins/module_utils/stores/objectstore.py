@@ -41,7 +41,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks i
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.leases import GUARD_DIR, GUARD_TTL, Lease, _stale
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.objectwriter import ObjectSliceWriter
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.repository import (
-    Blobs, Leftover, SliceRepository, ordered_window, slice_key)
+    Blobs, Leftover, SliceRepository, ordered_window)
 
 PROBE_PREFIX = 'locks/probe-'
 # Parallel requests per store; the client's connection pool is sized to match.
@@ -82,7 +82,6 @@ def network_reason(exc):
         if needle in text:
             return reason
     return None
-
 
 
 class ObjectBlobs(Blobs):
@@ -224,7 +223,6 @@ class ObjectBlobs(Blobs):
     def delete_object(self, key, what=None):
         self.call(what or 'delete %s' % key, self._delete, self.full_key(key))
 
-
     def write_json(self, key, obj, interrupted=False):
         self.put_object(key, dump_json(obj), interrupted=interrupted)
 
@@ -239,7 +237,6 @@ class ObjectBlobs(Blobs):
         except ValueError:
             owner = None
         return owner if isinstance(owner, dict) else {'expires_at': 0}
-
 
     # ---- the blob interface of the repository
     def get(self, key, what=None):
