@@ -257,15 +257,16 @@ class CinderVolumes:
         """Delete the volume and wait until it is gone. One left stuck by a failure (a create whose message was lost
         while RabbitMQ was down, a reservation of a dead run) is first put where Cinder deletes it."""
         volume = self.get(volume_id)
+        # A volume Cinder is still working on (creating, extending) is waited for, as long as a create may take.
+        while volume is not None and volume.status not in DELETABLE + ('attaching',) and \
+                time.time() - epoch(volume.updated_at or volume.created_at) < CREATE_TIMEOUT:
+            time.sleep(POLL)
+            volume = self.get(volume_id)
         if volume is None:
             return
         if volume.status == 'attaching':
             self.unreserve(volume_id)  # a reservation left by a dead run (callers hold the image's lease)
         elif volume.status not in DELETABLE:
-            age = time.time() - epoch(volume.updated_at or volume.created_at)
-            if age < CREATE_TIMEOUT:
-                raise self.error('volume %s is %s (for %d s): it cannot be deleted before Cinder is done with it' % (
-                    volume_id, volume.status, age), hint='try again later')
             try:
                 self.client().volumes.reset_state(volume_id, 'error')
             except cinder_errors.Forbidden:

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The store module's parameters for an s3 or swift store on the test Ceph's radosgw (objectstores/, stores/)."""
+"""The store module's parameters for an s3 or swift store on the test Ceph's radosgw (stores/objects/, stores/)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type

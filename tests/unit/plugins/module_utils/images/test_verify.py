@@ -183,7 +183,7 @@ def test_the_agent_hashes_on_the_store_host_and_refuses_a_damaged_replacement(de
 
 
 def _remote_fixtures():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'remote', 'conftest.py')
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'stores', 'remote', 'conftest.py')
     spec = importlib.util.spec_from_file_location('remote_store_fixtures', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

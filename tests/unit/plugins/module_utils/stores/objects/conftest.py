@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+_ROOT = os.path.abspath(__file__).rsplit(os.sep + 'tests' + os.sep, 1)[0]  # the repository root
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
