@@ -226,7 +226,14 @@ class CinderStore(Store):
             if not found and create:
                 made = self.volumes.create(IDENTITY_VOLUME, GIB, {'multistore_store': self.name},
                                            description='vmimages.multistore store identity and leases (holds no data)')
-                self.volumes.wait(made.id)
+                try:
+                    self.volumes.wait(made.id)
+                except StoreError:
+                    try:
+                        self.volumes.delete(made.id)  # a store is not declared on a volume Cinder could not make
+                    except StoreError:
+                        pass  # the first error says what to fix; the volume is in error, which Cinder deletes later
+                    raise
                 found = self.volumes.named(IDENTITY_VOLUME)
             self._identity_volume = found[0] if found else None
         return self._identity_volume

@@ -261,3 +261,21 @@ def test_rot_in_a_volume_is_found_by_verify_and_repaired_from_a_file_store(
     changed, report = StoreVerify(registry.open('cin'), repair_sources(registry), None, True).run(False)
     assert changed is True and [(entry['offset'], entry['from']) for entry in report['repaired']] == [(0, 'central')]
     assert export_sha512(registry, 'v', 'cin', tmp_path / 'v.raw') == sha512_of(src)
+
+
+def test_a_volume_cinder_puts_in_error_fails_clearly_and_is_not_left_behind(registry, declare_cinder, cinder_project, cinder_cloud):
+    from tests.cinder.pytest_cinder import cinder_api
+    # a volume type whose back end does not exist: the scheduler puts every volume of it in status error
+    type_name = 'broken-%s' % uuid.uuid4().hex[:8]
+    status, body = cinder_api(cinder_cloud, 'POST', '/v3/types',
+                              {'volume_type': {'name': type_name, 'extra_specs': {'volume_backend_name': 'nowhere'}}})
+    assert status == 200, body
+    try:
+        with pytest.raises(StoreError, match=r'volume .* is in status error \(create failed in Cinder\): see the cinder-volume log'):
+            declare_cinder('broken', volume_type=type_name, project=cinder_project)
+        assert registry.names() == []
+        status, listing = cinder_api(dict(cinder_cloud, auth_token='%s:%s' % (cinder_cloud['user'], cinder_project)), 'GET',
+                                     '/v3/volumes/detail')
+        assert status == 200 and listing['volumes'] == []
+    finally:
+        cinder_api(cinder_cloud, 'DELETE', '/v3/types/%s' % body['volume_type']['id'])
