@@ -11,9 +11,7 @@ Layout (all in Cinder, nothing on the host):
 - the volume ``multistore-store`` (1 GiB, never written: thin on every back end that can) holds the store's identity
   in its metadata, and the image leases: ``multistore_lease.<id>`` = owner and expiry.
 
-Locks: Cinder has no lock, but ``os-reserve`` is a compare-and-swap (available -> attaching). A lease is changed
-only while this run holds the reservation of the identity volume, for the few calls it takes; a lease lives
-LEASE_TTL seconds unless renewed, and one whose owner is a dead process of this host is broken at once.
+Locks: leases in the identity volume's metadata, changed under Cinder's ``os-reserve`` (``cinder_lease.py``).
 
 Writes follow the engine's order: bytes (flushed) -> slice list -> record ``active``; an interrupted write leaves an
 ``importing`` record at most, which the next run completes or store_cleanup removes with its volume.
@@ -23,16 +21,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import os
-import socket
 import time
-import uuid
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError, StoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import _pid_alive
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList, is_zero
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import (
     NoSliceGuard, SliceWriter, Store, is_complete, put_positions, slice_positions)
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.cinder_lease import CinderLease
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.cinder_volumes import (
     GIB, CinderVolumes, close, epoch, pack, stale_keys, unpack)
 
@@ -42,89 +37,8 @@ IDENTITY = 'multistore_identity'
 RECORD = 'multistore_record'
 SLICES = 'multistore_slices'
 DIRTY = 'multistore_dirty'
-LEASE = 'multistore_lease.'
-LEASE_TTL = 60
-LEASE_WAIT = 75
 # A reservation of the identity volume lasts a few API calls; one older than this was left by a dead run.
 RESERVATION_STALE = 60
-
-
-class CinderLease:
-    """The image lock of a Cinder store (see the module docstring)."""
-
-    def __init__(self, store, image_id, ttl=LEASE_TTL, wait=LEASE_WAIT):
-        self.store = store
-        self.key = LEASE + image_id
-        self.what = "image %s in store '%s'" % (image_id, store.name)
-        self.ttl = ttl
-        self.wait = wait
-        self.owner = '%s %d %s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
-        self.held = False
-
-    def _stale(self, value, now):
-        try:
-            host, pid, _cookie, expires = value.split(' ')
-            if float(expires) < now:
-                return True
-            return host == socket.gethostname() and not _pid_alive(int(pid))
-        except ValueError:
-            return True  # not a lease we wrote
-
-    def _mine(self, value):
-        return (value or '').startswith(self.owner + ' ')
-
-    def _try(self):
-        """Take or renew the lease unless another live run holds it."""
-        now = time.time()
-
-        def decide(metadata):
-            current = metadata.get(self.key)
-            if current and not self._mine(current) and not self._stale(current, now):
-                return False, None
-            return True, {self.key: '%s %.0f' % (self.owner, now + self.ttl)}
-        return self.store.with_reservation(decide)
-
-    def __enter__(self):
-        return self.acquire()
-
-    def acquire(self):
-        deadline = time.time() + self.wait
-        while True:
-            if self._try():
-                self.held = True
-                return self
-            if time.time() >= deadline:
-                holder = (self.store.identity_metadata().get(self.key) or '?').split(' ')
-                raise LockError('%s is locked by %s (pid %s), another run working on it (waited %d s): try again when it has finished'
-                                % (self.what, holder[0], holder[1] if len(holder) > 1 else '?', self.wait))
-            time.sleep(0.5)
-
-    def refresh(self):
-        if self.held:
-            try:
-                self._try()
-            except StoreError:
-                pass  # the next refresh tries again; the TTL covers several refresh periods
-
-    def busy(self):
-        current = self.store.identity_metadata().get(self.key)
-        return bool(current) and not self._mine(current) and not self._stale(current, time.time())
-
-    def release(self):
-        if not self.held:
-            return
-        self.held = False
-
-        def decide(metadata):
-            return self._mine(metadata.get(self.key)), {self.key: None}
-        try:
-            self.store.with_reservation(decide)
-        except StoreError:
-            pass  # expires on its own
-
-    def __exit__(self, *exc_info):
-        self.release()
-        return False
 
 
 class CinderSliceWriter(SliceWriter):
@@ -292,8 +206,7 @@ class CinderStore(Store):
         return 'connected'
 
     def stats(self):
-        records = self.read_records()
-        volumes = self._image_volumes()
+        volumes = self._image_volumes()  # one listing: the records ride in the volumes' metadata
         capacity = free = None
         backend_name = self.volumes.extra_specs().get('volume_backend_name')
         for pool in self.volumes.pools():
@@ -305,7 +218,7 @@ class CinderStore(Store):
                 if isinstance(left, (int, float)):
                     free = (free or 0) + int(left * GIB)
         return {'capacity': capacity, 'free': free, 'used': sum(volume.size for volume in volumes) * GIB,
-                'image_count': sum(1 for record in records.values() if is_complete(record)), 'slice_count': None}
+                'image_count': sum(1 for volume in volumes if is_complete(unpack(RECORD, volume.metadata))), 'slice_count': None}
 
     # ---- images
     def _image_volumes(self):
