@@ -3,7 +3,8 @@
 """A real OpenStack Cinder (Debian's Zed packages) on a cephlab.py cluster, all state in one directory.
 
     cinderlab.py install                            Debian packages (apt-get) when missing, no service started
-    cinderlab.py start --dir DIR --ceph-dir CEPHDIR MariaDB, epmd, RabbitMQ, cinder-api, -scheduler, -volume
+    cinderlab.py start --dir DIR --ceph-dir CEPHDIR MariaDB, epmd, RabbitMQ, Keystone, cinder-api (noauth and
+                                                    Keystone), cinder-scheduler, cinder-volume
                     [--prefix NAME] [--timeout S]   (2 RBD back ends: pools NAME-a, NAME-b of the cluster in
                                                     CEPHDIR), volume types ceph-a, ceph-b; prints DIR/cinder.json
     cinderlab.py stop --dir DIR [--purge]           cinder services, RabbitMQ, epmd, MariaDB; --purge also removes
@@ -24,7 +25,9 @@ The Cinder API runs with auth_strategy = noauth: send `X-Auth-Token: admin:PROJE
 auth_token); every request is an admin's. `/v3/volumes` (cinder.json's `endpoint`) and `/v3/PROJECT/volumes`
 both work, the latter only because PROJECT is a uuid hex: a project in the path must match Cinder's
 project_id_regex [0-9a-f-]+, so `/v3/admin/volumes` is a 404. cinderclient's noauth plugin appends the
-project itself: give it `endpoint`.
+project itself: give it `endpoint`. A second cinder-api (auth_strategy = keystone, same database and queues)
+sits behind Keystone (cinderlab_keystone.py): cinder.json's `keystone` has its auth_url and the user, password
+and project a store declares with auth_url.
 
 Measured on this VM (2 cores, Debian 12, other test suites running beside it, 2026-12-02): `install` about
 60 s (241 packages: Erlang, RabbitMQ, Cinder, os-brick, MariaDB and their libraries; Ceph already there);
@@ -59,22 +62,24 @@ import uuid
 CEPHLAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'ceph', 'cephlab.py')
 
 
-def _load_cephlab():
-    # the Ceph lab's helpers (state, lock, pid files, kill, free ports) serve this lab as they are
-    spec = importlib.util.spec_from_file_location('_vmimages_cephlab', CEPHLAB)
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-cephlab = _load_cephlab()
+# the Ceph lab's helpers (state, lock, pid files, kill, free ports) serve this lab as they are
+cephlab = _load('_vmimages_cephlab', CEPHLAB)
+keystone = _load('_vmimages_cinderlab_keystone',
+                 os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cinderlab_keystone.py'))
 LabError = cephlab.LabError
 tail_file = cephlab.tail_file
 tail_text = cephlab.tail_text
 write_file = cephlab.write_file
 
 PACKAGES = ('cinder-api', 'cinder-scheduler', 'cinder-volume', 'rabbitmq-server', 'python3-os-brick',
-            'python3-cinderclient', 'mariadb-server-core', 'mariadb-client-core')
+            'python3-cinderclient', 'mariadb-server-core', 'mariadb-client-core', 'python3-keystone')
 # packages whose services apt would start: stopped and disabled after an install that brought them
 SERVICE_PACKAGES = ('cinder-api', 'cinder-scheduler', 'cinder-volume', 'rabbitmq-server', 'erlang-base', 'tgt',
                     'open-iscsi')
@@ -91,9 +96,10 @@ AZ = 'nova'
 DEFAULT_PREFIX = 'cinder'
 # volume type -> back end (cinder.conf section and volume_backend_name) and pool suffix
 TYPES = (('ceph-a', 'rbd-a', 'a'), ('ceph-b', 'rbd-b', 'b'))
-CINDER_SERVICES = ('cinder-api', 'cinder-scheduler', 'cinder-volume')
-DAEMONS = ('mariadb', 'epmd', 'rabbitmq') + CINDER_SERVICES  # start order
-STOP_ORDER = CINDER_SERVICES + ('rabbitmq', 'epmd', 'mariadb')
+# cinder-api-keystone: a second cinder-api, auth_strategy = keystone, on the same database and RabbitMQ
+CINDER_SERVICES = ('cinder-api', 'cinder-scheduler', 'cinder-volume', 'cinder-api-keystone')
+DAEMONS = ('mariadb', 'epmd', 'rabbitmq', 'keystone') + CINDER_SERVICES  # start order
+STOP_ORDER = CINDER_SERVICES + ('keystone', 'rabbitmq', 'epmd', 'mariadb')
 # MariaDB, not sqlite: under sqlite a volume create fails now and then with "database is locked" (oslo.db's
 # deferred BEGIN, heartbeats of three services writing beside the API); small, for a lab
 MARIADB_OPTS = ('--innodb-buffer-pool-size=32M', '--innodb-log-file-size=8M',
@@ -106,7 +112,7 @@ SERVICE_DOWN_TIME = 6
 CINDER_KEYS = ('dir', 'endpoint', 'project_endpoint', 'api_url', 'auth_token', 'user', 'project', 'availability_zone',
                'max_microversion', 'volume_types', 'default_volume_type', 'ceph_dir', 'ceph_conf', 'ceph_user',
                'ceph_client', 'ceph_keyring', 'ceph_fsid', 'cinder_conf', 'log_dir', 'transport_url',
-               'database_url', 'host', 'pids')
+               'database_url', 'host', 'pids', 'keystone')
 
 
 def log(msg):
@@ -332,6 +338,7 @@ class CinderLab(cephlab.Lab):
         self.cinder_conf = self.path('cinder.conf')
         self.conf_dir = self.path('cinder.conf.d')
         self.cinder_json = self.path('cinder.json')
+        self.keystone_override = self.path('cinder-keystone.conf')
         self.rabbit_dir = self.path('rabbitmq')
         self._ceph = None
 
@@ -529,6 +536,35 @@ rabbit_interval_max = 2
            enabled=','.join(b for _t, b, _s in TYPES), default_type=TYPES[0][0], report_interval=REPORT_INTERVAL,
            service_down_time=SERVICE_DOWN_TIME) + ''.join(backends))
 
+    def setup_keystone(self, st, timeout, phase):
+        """Keystone's database (made at each MariaDB start, and here when MariaDB ran before Keystone was in
+        the lab), keystone-manage once, the daemon, and the catalog, project and user the stores use."""
+        self.run(['mariadb', '--no-defaults', '--socket=' + self.path('run', 'mysqld.sock'), '-u', 'root',
+                  '-e', keystone.init_sql(st)], timeout=60)
+        keystone.write_conf(self, st, write_file)
+        write_file(self.keystone_override, keystone.cinder_override(self, st), 0o600)
+        if not st.get('keystone_done'):
+            for cmd in keystone.manage_commands(self, st):
+                self.run(cmd, timeout=300)
+            st['keystone_done'] = True
+            self.save_state(st)
+            phase('keystone-manage db_sync, fernet and credential keys, bootstrap')
+        self.check_ports(st, ('keystone',))
+        self.spawn('keystone', st)
+        self.wait('Keystone', lambda: keystone.problem(st), timeout)
+        keystone.setup_catalog(st)
+        phase('Keystone answers on %s: volumev3 endpoint, project and user %s'
+              % (keystone.auth_url(st), keystone.STORE_USER))
+
+    def keystone_api_problem(self):
+        try:
+            status, body = api_request('http://127.0.0.1:%d' % self.state()['api_ks_port'], '', 'GET', '/')
+        except (urllib.error.URLError, OSError) as e:
+            return 'cinder-api-keystone does not answer HTTP: %s' % e
+        if status not in (200, 300) or not isinstance(body, dict) or 'versions' not in body:
+            return 'cinder-api-keystone answered %s %s' % (status, body)
+        return None
+
     # -------------------------------------------------------------------------------- processes
     def daemon_pid(self, daemon):
         """The pid of this DIR's `daemon` when it runs, else None (a stale or foreign pid is None)."""
@@ -539,7 +575,7 @@ rabbit_interval_max = 2
             return None
         if zombie(pid):
             return None  # gone, or exited and not yet reaped
-        if daemon == 'epmd':
+        if daemon in ('epmd', 'keystone'):  # neither takes an argument naming DIR
             mine = ('%s=%s' % (ENV_MARK, self.dir)).encode() in proc_environ(pid)
         elif daemon == 'mariadb':
             mine = '--datadir=' + self.path('mysql') in proc_argv(pid)
@@ -561,6 +597,11 @@ rabbit_interval_max = 2
         if daemon == 'rabbitmq':
             # erl keeps unknown flags as plain arguments: this one only names the lab on the command line
             return [RABBITMQ_SERVER, '-cinderlab_conf', self.cinder_conf]
+        if daemon == 'keystone':  # its config: OS_KEYSTONE_CONFIG_DIR (spawn)
+            return ['keystone-wsgi-public', '--host', '127.0.0.1', '--port', str(st['keystone_port'])]
+        if daemon == 'cinder-api-keystone':
+            return ['cinder-api', '--config-file', self.cinder_conf, '--config-file', self.keystone_override,
+                    '--config-dir', self.conf_dir]
         return [daemon, '--config-file', self.cinder_conf, '--config-dir', self.conf_dir]
 
     def daemon_log(self, daemon, st=None):
@@ -586,7 +627,8 @@ rabbit_interval_max = 2
         write_file(self.path('mysql-init.sql'), "CREATE DATABASE IF NOT EXISTS cinder;\n"
                    "CREATE USER IF NOT EXISTS 'cinder'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
                    "ALTER USER 'cinder'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
-                   "GRANT ALL PRIVILEGES ON cinder.* TO 'cinder'@'127.0.0.1';\n".format(pw=st['db_password']), 0o600)
+                   "GRANT ALL PRIVILEGES ON cinder.* TO 'cinder'@'127.0.0.1';\n".format(pw=st['db_password'])
+                   + keystone.init_sql(st), 0o600)
         self.check_ports(st, ('mariadb',))
         self.spawn('mariadb', st)
 
@@ -597,6 +639,8 @@ rabbit_interval_max = 2
         os.makedirs(self.run_dir, exist_ok=True)
         out_path = os.path.join(self.log_dir, '%s.out' % daemon)
         env = self.rabbit_env(st) if daemon in ('epmd', 'rabbitmq') else dict(os.environ, **{ENV_MARK: self.dir})
+        if daemon == 'keystone':
+            env['OS_KEYSTONE_CONFIG_DIR'] = keystone.conf_dir(self)
         with open(out_path, 'ab') as out:
             proc = subprocess.Popen(self.daemon_cmd(daemon, st), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     start_new_session=True, close_fds=True, cwd=self.dir, env=env)
@@ -768,7 +812,7 @@ rabbit_interval_max = 2
 
     def check_ports(self, st, daemons=DAEMONS):
         ports = {'epmd': ('epmd_port',), 'rabbitmq': ('amqp_port', 'dist_port'), 'cinder-api': ('api_port',),
-                 'mariadb': ('db_port',)}
+                 'mariadb': ('db_port',), 'keystone': ('keystone_port',), 'cinder-api-keystone': ('api_ks_port',)}
         for daemon in daemons:
             if self.daemon_pid(daemon):
                 continue
@@ -809,6 +853,7 @@ rabbit_interval_max = 2
             'host': HOST,
             'pids': self.pids(),
             'ceph_fsid': cluster['fsid'],
+            'keystone': keystone.info(st),
         }
 
     def start(self, ceph_dir, prefix, timeout):
@@ -830,6 +875,10 @@ rabbit_interval_max = 2
                           amqp_port=amqp, dist_port=dist, epmd_port=epmd, api_port=api, db_port=db,
                           db_password=secrets.token_hex(16),
                           rabbit_node='rabbit-cinderlab-%s@localhost' % lab_id)
+                self.save_state(st)
+            if 'keystone_port' not in st:
+                st['keystone_port'], st['api_ks_port'] = cephlab.free_ports(2)
+                st.update(keystone_admin_password=secrets.token_hex(16), keystone_store_password=secrets.token_hex(16))
                 self.save_state(st)
             if st.get('complete') and all(self.daemon_pid(d) for d in DAEMONS) and os.path.exists(self.cinder_json):
                 self.wait('Cinder services', self.services_problem, timeout)
@@ -856,6 +905,7 @@ rabbit_interval_max = 2
             self.spawn_mariadb(st)
             self.wait('MariaDB', lambda: mysql_problem(st['db_port']), timeout)
             phase('MariaDB answers on 127.0.0.1:%d' % st['db_port'])
+            self.setup_keystone(st, timeout, phase)
             self.write_cinder_conf(st)
             if not st.get('db_done'):
                 self.run(['cinder-manage', '--config-file', self.cinder_conf, '--config-dir', self.conf_dir,
@@ -870,6 +920,8 @@ rabbit_interval_max = 2
                 self.spawn(daemon, st)
             self.wait('cinder-api', self.api_problem, timeout)
             phase('cinder-api answers on %s' % self.api_url(st))
+            self.wait('cinder-api behind Keystone', self.keystone_api_problem, timeout)
+            phase('cinder-api behind Keystone answers on 127.0.0.1:%d' % st['api_ks_port'])
             self.wait('cinder-scheduler and both cinder-volume back ends up', self.services_problem, timeout)
             phase('scheduler and back ends %s up' % ', '.join(b for _t, b, _s in TYPES))
             self.setup_types(st)

@@ -136,6 +136,28 @@ def test_services_and_url_forms(cinder_cloud):
         assert specs[name] == {'volume_backend_name': vtype['backend']}
 
 
+def test_keystone_guards_the_second_api(cinder_cloud):
+    """Keystone issues a token for the store's user; the cinder-api behind it takes that token and no other."""
+    keystone = cinder_cloud['keystone']
+    for key in ('auth_url', 'volume_api_url'):
+        assert keystone[key].startswith('http://127.0.0.1:'), key
+    body = {'auth': {'identity': {'methods': ['password'], 'password': {'user': {
+        'name': keystone['user'], 'domain': {'name': keystone['user_domain']}, 'password': keystone['password']}}},
+        'scope': {'project': {'name': keystone['project'], 'domain': {'name': keystone['project_domain']}}}}}
+    status, headers, answer = cinderlab_module().keystone.request(keystone['auth_url'] + '/auth/tokens', 'POST', body)
+    assert status == 201, answer
+    token, project_id = headers['X-Subject-Token'], answer['token']['project']['id']
+    [volume_service] = [entry for entry in answer['token']['catalog'] if entry['type'] == 'volumev3']
+    assert {e['url'] for e in volume_service['endpoints']} == {'%s/v3/%s' % (keystone['volume_api_url'], project_id)}
+    assert cinder_api(dict(cinder_cloud, api_url=keystone['volume_api_url'], auth_token=token), 'GET',
+                      '/v3/%s/volumes' % project_id)[0] == 200
+    # the noauth form of token is refused there: that API checks every token with Keystone
+    assert cinder_api(dict(cinder_cloud, api_url=keystone['volume_api_url']), 'GET',
+                      '/v3/%s/volumes' % project_id)[0] == 401
+    body['auth']['identity']['password']['user']['password'] = 'wrong'
+    assert cinderlab_module().keystone.request(keystone['auth_url'] + '/auth/tokens', 'POST', body)[0] == 401
+
+
 def test_ceph_client_least_privilege(cinder_cloud, ceph_cluster):
     def rbd_ls(pool):
         return subprocess.run(['rbd', '--conf', cinder_cloud['ceph_conf'], '--id', cinder_cloud['ceph_user'], 'ls',

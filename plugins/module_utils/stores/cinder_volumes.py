@@ -282,8 +282,16 @@ class CinderVolumes:
         self.wait_gone(volume_id)
 
     def extend(self, volume_id, size):
-        self.call('cannot extend volume %s' % volume_id, self.client().volumes.extend, volume_id, gib(size))
-        return self.wait(volume_id, timeout=EXTEND_TIMEOUT or CREATE_TIMEOUT, what='extend')
+        wanted = gib(size)
+        self.call('cannot extend volume %s' % volume_id, self.client().volumes.extend, volume_id, wanted)
+        # The API marks the volume `extending` before it answers; a scheduler that finds no room puts it back to
+        # `available` at its old size (and says why only in Cinder's user messages): that is a refusal too.
+        volume = self.wait(volume_id, timeout=EXTEND_TIMEOUT or CREATE_TIMEOUT, what='extend')
+        if volume.size < wanted:
+            raise self.error('Cinder did not grow volume %s to %d GiB: it stays at %d GiB' % (volume_id, wanted, volume.size),
+                             hint="no back end of volume type %s has room for it (see cinder-scheduler's log or "
+                                  "`cinder message-list`): free space there, or use another store" % self.config['volume_type'])
+        return volume
 
     def set_metadata(self, volume_id, items):
         """Add or overwrite metadata items, in requests small enough for Cinder's body size limit."""

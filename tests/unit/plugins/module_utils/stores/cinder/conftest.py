@@ -54,3 +54,24 @@ def cinder_project(cinder_cloud):
         cinder_api(dict(cloud, auth_token='%s:%s' % (cloud['user'], project)), 'POST', '/v3/volumes/%s/action' % volume['id'],
                    {'os-reset_status': {'status': 'available', 'attach_status': 'detached'}})
         cinder_api(dict(cloud, auth_token='%s:%s' % (cloud['user'], project)), 'DELETE', '/v3/volumes/%s' % volume['id'])
+
+
+@pytest.fixture
+def keystone_params(cinder_cloud):
+    """The store module's parameters for a cinder store reached through the lab's Keystone (user and project
+    `multistore`, role member, the cinder-api that runs with auth_strategy = keystone). The project's volumes are
+    deleted after the test, through Keystone as that user."""
+    keystone = cinder_cloud['keystone']
+
+    def keystone_params(volume_type='ceph-b', **extra):
+        params = {'type': 'cinder', 'auth_url': keystone['auth_url'], 'user': keystone['user'],
+                  'password': keystone['password'], 'project': keystone['project'],
+                  'user_domain': keystone['user_domain'], 'project_domain': keystone['project_domain'],
+                  'region': keystone['region'], 'volume_type': volume_type, 'keyring': cinder_cloud['ceph_keyring']}
+        params.update(extra)
+        return params
+    yield keystone_params
+    from ansible_collections.vmimages.multistore.plugins.module_utils.stores.cinder_volumes import CinderVolumes
+    volumes = CinderVolumes('teardown', keystone_params())
+    for volume in volumes.client().volumes.list():
+        volumes.delete(volume.id)

@@ -279,3 +279,21 @@ def test_a_volume_cinder_puts_in_error_fails_clearly_and_is_not_left_behind(regi
         assert status == 200 and listing['volumes'] == []
     finally:
         cinder_api(cinder_cloud, 'DELETE', '/v3/types/%s' % body['volume_type']['id'])
+
+
+def test_an_image_no_back_end_has_room_for_fails_clearly_and_leaves_nothing(registry, cin, image_request, tmp_path):
+    # 10 TiB of virtual size (a few KiB of qcow2): more than the test Ceph may provision even thinly, so Cinder's
+    # scheduler refuses the volume's growth and puts it back at its old size (the API reports no error itself)
+    qcow2 = str(tmp_path / 'huge.qcow2')
+    subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', qcow2, '10T'])
+    with pytest.raises(StoreError, match=r'Cinder did not grow volume \S+ to 10240 GiB: it stays at 1 GiB: '
+                                         r'no back end of volume type ceph-a has room for it'):
+        image_request(name='huge', src=qcow2, disk_format='qcow2', stores=['cin']).present(check_mode=False)
+    view = Catalog(registry).find(name='huge')
+    assert view is None or view.active_stores() == []
+    StoreCleanup(registry.open('cin'), 0).run(check_mode=False)
+    assert [volume.name for volume in cin.backend.volumes.client().volumes.list()] == ['multistore-store']
+    # the store is whole: an image that fits goes in
+    src = sparse_image(tmp_path / 'disk.raw')
+    assert image_request(name='fits', src=src, disk_format='raw', stores=['cin']).present(check_mode=False) is True
+    assert export_sha512(registry, 'fits', 'cin', tmp_path / 'fits.raw') == sha512_of(src)
