@@ -203,6 +203,8 @@ def main():
         if params['id']:
             view = catalog.find(image_id=check_image_id(params['id']))
             views = [view] if view else []
+        elif params['name']:
+            views = catalog.named(params['name'], stores)
         else:
             views = list(catalog.images(stores).values())
         images = []

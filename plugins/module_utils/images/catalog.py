@@ -56,11 +56,23 @@ class Catalog:
                 if record:
                     copies[store.name] = record
             return ImageView(image_id, copies, self.stores) if copies else None
-        matches = [view for view in self.images().values() if view.reference().get('name') == name]
+        matches = self.named(name)
         if len(matches) > 1:
             raise ImageError("%d images are named '%s' (ids %s): pass id: to say which one"
                              % (len(matches), name, ', '.join(sorted(view.id for view in matches))))
         return matches[0] if matches else None
+
+    def named(self, name, store_names=None):
+        """The ImageViews of the images named ``name`` (sorted by id): from each store's name index, reading only
+        the records it names; a store without an index is scanned."""
+        candidates = set()
+        for store in self._connected(store_names):
+            ids = store.backend.image_ids_named(name)
+            if ids is None:
+                ids = [image_id for image_id, record in store.backend.read_records().items() if record and record.get('name') == name]
+            candidates.update(ids)
+        views = [self.find(image_id=image_id) for image_id in sorted(candidates)]
+        return [view for view in views if view is not None and view.reference().get('name') == name]
 
     def progress(self, image_id):
         """The live progress of a transfer of ``image_id`` running on this host now, or None."""

@@ -4,7 +4,7 @@
 """Retrieve existing images (ZStack): import the image files already lying under a file store's path, once.
 
 Which files: regular files anywhere under the store's path, except the store's own layout at its root
-(``multistore.json``, ``retrieved.json``, ``slices/``, ``images/``, ``staging/``, ``locks/``), hidden entries
+(``multistore.json``, ``retrieved.json``, ``slices/``, ``images/``, ``names/``, ``staging/``, ``locks/``), hidden entries
 (a leading dot: temporary or partial files of other tools) and ``lost+found``. A file whose name ends with an
 image extension (IMAGE_EXTENSIONS, any case) becomes an image named after the file without that extension
 (``/cloud_bs/iso/ubuntu-24.04.iso`` -> ``ubuntu-24.04``); the extension declares the disk format, except

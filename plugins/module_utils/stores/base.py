@@ -210,6 +210,14 @@ class Store:
     def write_record(self, image_id, record):
         raise NotImplementedError
 
+    def image_ids_named(self, name):
+        """Ids of the images that may be named ``name`` from an index, or None: this store has none, scan it."""
+        return None
+
+    def index_names(self):
+        """Complete the store's name index where it keeps one; True when something was written."""
+        return False
+
     def read_slice_list(self, image_id):
         raise NotImplementedError
 

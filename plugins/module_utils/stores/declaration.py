@@ -157,6 +157,8 @@ class StoreDeclaration:
         if not check_mode:
             if identity_changed:
                 probe.backend.write_identity(new_identity)
+            # a store made before the name index: index it once (not a change an operator sees)
+            probe.backend.index_names()
             if declaration_changed:
                 self.registry.save(new_declaration)
         return identity_changed or declaration_changed

@@ -150,6 +150,8 @@ METHODS = (
     store_method('read_record', ['image_id']),
     store_method('read_records'),
     store_method('write_record', ['image_id', 'record']),
+    store_method('image_ids_named', ['name']),
+    store_method('index_names'),
     store_method('read_slice_list', ['image_id'], result=SLICE_LIST),
     store_method('write_slice_list', ['image_id', 'slice_list'], codecs={'slice_list': SLICE_LIST}),
     store_method('remove_image', ['image_id']),

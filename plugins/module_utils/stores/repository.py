@@ -15,6 +15,9 @@ Layout, as keys relative to the store root (a directory, or a bucket and its pre
     slices/ab/ab12…(sha256)       content-addressed slices, written once, never modified
     images/<id>/record.json       the image record (Glance fields), status flips to active last
     images/<id>/slices.json       the ordered slice list
+    names/<sha256 of name>/<id>   the name index (empty blobs): a lookup by name reads the records it names
+    names/complete.json           written once every record is in the index (older stores lack it until the
+                                  store module indexes them); until then only a scan of every record is exact
     locks/…, staging/…            the back end's own: see its module
 """
 
@@ -22,9 +25,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import hashlib
 import json
 import time
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import dump_json
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
@@ -33,6 +38,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base im
 IDENTITY_KEY = 'multistore.json'
 SLICES = 'slices/'
 IMAGES = 'images/'
+NAME_INDEX_COMPLETE = 'names/complete.json'
 
 
 def slice_key(digest):
@@ -49,6 +55,10 @@ def record_key(image_id):
 
 def slice_list_key(image_id):
     return 'images/%s/slices.json' % image_id
+
+
+def name_prefix(name):
+    return 'names/%s/' % hashlib.sha256(name.encode('utf-8')).hexdigest()
 
 
 def ordered_window(submit, items, depth):
@@ -201,6 +211,7 @@ class SliceRepository(Store):
     def __init__(self, name, config, blobs):
         super(SliceRepository, self).__init__(name, config)
         self.blobs = blobs
+        self._indexed = set()  # (image id, name) known to be in the name index, for this process
 
     # ---- documents
     def _read_json(self, key):
@@ -359,7 +370,35 @@ class SliceRepository(Store):
         return dict(zip(image_ids, self.blobs.map(self.read_record, image_ids)))
 
     def write_record(self, image_id, record):
+        if record.get('name'):
+            self._index_name(image_id, record['name'])  # first: every record can be found by its name
         self._write_json(record_key(image_id), record)
+
+    # ---- the name index (names never change: an image is indexed once, when its first record is written)
+    def _index_name(self, image_id, name):
+        if (image_id, name) in self._indexed:
+            return
+        key = name_prefix(name) + image_id
+        if self.blobs.stat(key) is None:
+            self.blobs.put(key, b'')
+        self._indexed.add((image_id, name))
+
+    def image_ids_named(self, name):
+        """Ids of the images that may be named ``name`` (an entry can outlive its image: callers read the records),
+        or None while the index is not complete (a store made by an older version): then only a scan is exact."""
+        if self.blobs.stat(NAME_INDEX_COMPLETE) is None:
+            return None
+        return [key.rsplit('/', 1)[1] for key, _size in self.blobs.list(name_prefix(name), sizes=False)]
+
+    def index_names(self):
+        """Put every image in the name index and mark it complete (once per store); True when it did."""
+        if self.blobs.stat(NAME_INDEX_COMPLETE) is not None:
+            return False
+        for image_id, record in self.read_records().items():
+            if record and record.get('name'):
+                self._index_name(image_id, record['name'])
+        self._write_json(NAME_INDEX_COMPLETE, {'format': 1, 'completed_at': utc_now()})
+        return True
 
     def read_slice_list(self, image_id):
         data = self._read_json(slice_list_key(image_id))
@@ -369,10 +408,15 @@ class SliceRepository(Store):
         self._write_json(slice_list_key(image_id), slice_list.to_dict())
 
     def remove_image(self, image_id):
-        """The record goes first (the image is invisible at once), then the slice list, then locks others left."""
+        """The record goes first (the image is invisible at once), then the slice list, then locks others left,
+        then its name index entry."""
+        record = self.read_record(image_id) or {}
         if not self.blobs.remove_tree(image_prefix(image_id), first=record_key(image_id)):
             return False
         self.blobs.drop_locks(image_id)
+        if record.get('name'):
+            self.blobs.remove(name_prefix(record['name']) + image_id)
+            self._indexed.discard((image_id, record['name']))
         return True
 
     # ---- concurrency

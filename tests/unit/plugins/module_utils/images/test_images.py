@@ -236,6 +236,9 @@ def test_interrupted_import_is_reported_and_completed_on_rerun(declare, image_re
     # what a run killed mid-import leaves: a placeholder record, a staged slice, a lock of a dead process
     os.makedirs(os.path.join(path, 'images', image_id))
     json.dump({'id': image_id, 'name': 'a', 'status': 'importing'}, open(os.path.join(path, 'images', image_id, 'record.json'), 'w'))
+    # its name index entry (written before the first record)
+    os.makedirs(os.path.join(path, 'names', hashlib.sha256(b'a').hexdigest()))
+    open(os.path.join(path, 'names', hashlib.sha256(b'a').hexdigest(), image_id), 'w').close()
     os.makedirs(os.path.join(path, 'staging', image_id + '-dead'))
     json.dump({'token': 'x', 'host': os.uname()[1], 'pid': 2 ** 22 + 1, 'expires_at': 2 ** 40},
               open(os.path.join(path, 'locks', image_id + '.lock'), 'w'))

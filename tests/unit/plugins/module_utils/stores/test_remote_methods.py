@@ -142,6 +142,12 @@ def test_the_agent_answers_every_line_of_the_table_as_the_file_store(served, roo
     assert remote.read_slice_list('image-2') is None
     assert remote.read_record(image_id) == local.read_record(image_id) == {'id': image_id, 'status': 'active'}
     assert remote.read_records() == {image_id: {'id': image_id, 'status': 'active'}}
+    # the name index: none until the store is indexed, then the agent's answer is the local store's
+    assert remote.image_ids_named('disk') is None
+    remote.write_record(image_id, {'id': image_id, 'name': 'disk', 'status': 'active'})
+    assert remote.index_names() is True and remote.index_names() is False
+    assert remote.image_ids_named('disk') == local.image_ids_named('disk') == [image_id]
+    assert remote.image_ids_named('other') == []
     assert remote.image_ids() == local.image_ids() == [image_id]
     steady = ('capacity', 'used', 'image_count', 'slice_count')  # not free: other work on this disk changes it
     assert [remote.stats()[key] for key in steady] == [local.stats()[key] for key in steady]

@@ -152,7 +152,7 @@ def test_skipped_files_and_why(registry, declare, image_request, make_raw, tmp_p
     subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', os.path.join(root, 'overlay.qcow2')])
     with open(os.path.join(root, 'liar.raw'), 'wb') as handle:  # a qcow2 named raw
         handle.write(open(base, 'rb').read())
-    layout = ('slices', 'images', 'staging', 'locks', 'multistore.json')
+    layout = ('slices', 'images', 'names', 'staging', 'locks', 'multistore.json')
     mtimes = dict((name, os.lstat(os.path.join(root, name)).st_mtime_ns) for name in os.listdir(root) if name not in layout)
 
     changed, retrieval = retrieve(registry, 'central', root)
