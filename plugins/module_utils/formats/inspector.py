@@ -28,6 +28,7 @@ import struct
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import FormatError, UnsafeImageError
+from ansible_collections.vmimages.multistore.plugins.module_utils.formats.qcow2_limits import COMPRESSION_TYPES, check_qcow2_header
 
 
 DISK_FORMATS = ('raw', 'qcow2', 'vmdk', 'vdi', 'vhd', 'vhdx', 'iso', 'ploop', 'aki', 'ari', 'ami')
@@ -52,10 +53,10 @@ _QCOW_INCOMPAT = (          # bit 3 (compression type) is reported as details['c
     (0, 'dirty'),
     (1, 'corrupt'),
     (2, 'external_data_file'),
-    (4, 'extended_l2'),
 )
 _QCOW_INCOMPAT_DATA_FILE = 1 << 2
-_QCOW_INCOMPAT_KNOWN = 0x1f
+_QCOW_INCOMPAT_EXTENDED_L2 = 1 << 4
+_QCOW_INCOMPAT_KNOWN = 0x0f
 _QED_MAGIC = b'QED\x00'
 
 # --- vmdk (little-endian; VMware Virtual Disk Format 1.1) ---
@@ -446,8 +447,8 @@ class FormatInspector(object):
 
     def _parse_qcow2(self, head):
         base = self._need('qcow2_header', 0, _QCOW_V2.size, 'qcow2 header')
-        (_magic, version, backing_offset, backing_size, cluster_bits, size, crypt_method, _l1_size, _l1_offset,
-         _rc_offset, _rc_clusters, nb_snapshots, _snap_offset) = _QCOW_V2.unpack(base)
+        (_magic, version, backing_offset, backing_size, cluster_bits, size, crypt_method, l1_size, l1_offset,
+         rc_offset, rc_clusters, nb_snapshots, snap_offset) = _QCOW_V2.unpack(base)
         if backing_offset:
             name = ''
             if 0 < backing_size <= 1023 and backing_offset + backing_size <= len(head):
@@ -459,8 +460,6 @@ class FormatInspector(object):
                               'convert it with qemu-img convert -O qcow2')
         if version not in (2, 3):
             raise FormatError('unsupported qcow2 version %d (qemu knows 2 and 3)' % version)
-        if not 9 <= cluster_bits <= 21:
-            raise FormatError('invalid qcow2 cluster_bits %d (qemu accepts 9-21)' % cluster_bits)
         incompatible = compatible = autoclear = 0
         refcount_order = 4
         header_length = 72
@@ -474,14 +473,23 @@ class FormatInspector(object):
                 raise _unsafe('the qcow2 image uses an external data file (incompatible feature bit 2): qemu would read '
                               'the guest data from another file named inside the image (%s). Convert it to a '
                               'self-contained image: qemu-img convert -O qcow2 IMAGE FLAT.qcow2' % CVE)
+            if incompatible & _QCOW_INCOMPAT_EXTENDED_L2:
+                raise FormatError('the qcow2 image uses extended L2 entries (incompatible feature bit 4, qemu 5.2 and '
+                                  'later): Glance refuses them, as oslo.utils knows only bits 0-3, and older hypervisors '
+                                  'cannot open them. Convert it: qemu-img convert -O qcow2 -o extended_l2=off')
             unknown = incompatible & ~_QCOW_INCOMPAT_KNOWN
             if unknown:
                 bits = ', '.join(str(bit) for bit in range(64) if unknown >> bit & 1)
                 raise _unsafe('the qcow2 image sets unknown incompatible feature bit(s) %s: their meaning cannot be '
                               'checked, so the image is refused (%s class). Convert it with a qemu-img that knows '
                               'them' % (bits, CVE))
-            if incompatible & (1 << 3) and header_length > 104:
+            if header_length > 104:
                 compression_type = self._need('qcow2_compression', 0, 105, 'qcow2 compression type')[104]
+        check_qcow2_header({
+            'cluster_bits': cluster_bits, 'size': size, 'crypt_method': crypt_method, 'l1_size': l1_size,
+            'l1_table_offset': l1_offset, 'refcount_table_offset': rc_offset, 'refcount_table_clusters': rc_clusters,
+            'nb_snapshots': nb_snapshots, 'snapshots_offset': snap_offset, 'incompatible_features': incompatible,
+            'refcount_order': refcount_order, 'header_length': header_length, 'compression_type': compression_type})
         details = {
             'version': version,
             'cluster_bits': cluster_bits,
@@ -492,9 +500,9 @@ class FormatInspector(object):
             'incompatible_features': incompatible,
             'compatible_features': compatible,
             'autoclear_features': autoclear,
-            'refcount_bits': 1 << refcount_order if refcount_order < 7 else None,
+            'refcount_bits': 1 << refcount_order,
             'header_length': header_length,
-            'compression_type': 'zstd' if compression_type == 1 else 'zlib',
+            'compression_type': COMPRESSION_TYPES[compression_type],
             'compression_type_id': compression_type,
         }
         for bit, name in _QCOW_INCOMPAT:
@@ -786,7 +794,7 @@ def image_properties(fmt, details):
         props['qcow2_compat'] = '1.1' if version == 3 else '0.10'
         props['qcow2_cluster_size'] = str(details['cluster_size'])
         props['qcow2_encrypted'] = 'true' if details['encrypted'] else 'false'
-        if version == 3 and details['compression_type_id'] in (0, 1):
+        if version == 3:
             props['qcow2_compression_type'] = details['compression_type']
     elif fmt == 'vmdk':
         disktype = _VMWARE_DISKTYPES.get(details.get('create_type', '').lower())

@@ -9,7 +9,6 @@ __metaclass__ = type
 import json
 import os
 import struct
-import subprocess
 import uuid
 
 import pytest
@@ -23,6 +22,8 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspec
     check_declared,
     inspect_file,
 )
+
+from image_bytes import patched, qemu_refusal, read, run, write
 
 MIB = 1024 * 1024
 
@@ -44,31 +45,8 @@ CASE_IDS = [case[0] for case in CASES]
 GLANCE_NAME = dict((case[0], case[2]) for case in CASES)
 
 
-def run(*args, **kwargs):
-    return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs).stdout
-
-
 def qemu_virtual_size(path, fmt):
     return json.loads(run('qemu-img', 'info', '--output=json', '-f', fmt, path))['virtual-size']
-
-
-def read(path):
-    with open(path, 'rb') as handle:
-        return handle.read()
-
-
-def write(path, data):
-    with open(path, 'wb') as handle:
-        handle.write(data)
-    return path
-
-
-def patched(src, dst, patches):
-    """Copy src to dst with {offset: bytes} written over it."""
-    data = bytearray(read(src))
-    for offset, value in patches.items():
-        data[offset:offset + len(value)] = value
-    return write(dst, bytes(data))
 
 
 def feed_all(data, sizes, inspector=None):
@@ -366,10 +344,17 @@ def test_qcow2_unknown_incompatible_bit_is_refused(workdir, qcow2, bit):
 
 
 def test_qcow2_known_incompatible_bits_are_accepted(workdir, qcow2):
-    path = patched(qcow2, str(workdir / 'dirty.qcow2'), {72: struct.pack('>Q', 0b10011)})
+    path = patched(qcow2, str(workdir / 'dirty.qcow2'), {72: struct.pack('>Q', 0b00011)})
     report = inspect_file(path)
     assert report.format == 'qcow2'
-    assert report.details['dirty'] and report.details['corrupt'] and report.details['extended_l2']
+    assert report.details['dirty'] and report.details['corrupt']
+
+
+def test_qcow2_extended_l2_is_refused_as_glance_does(workdir):
+    path = str(workdir / 'extl2.qcow2')
+    run('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on', path, '1M')
+    with pytest.raises(FormatError, match='extended L2 entries .*extended_l2=off'):
+        inspect_file(path)
 
 
 def test_qcow_version_1_is_refused(workdir, qcow2):
@@ -859,14 +844,16 @@ def test_vmdk_without_adapter_type(workdir, vmdk):
     assert feed_like_pipeline(path).properties == {'vmware_disktype': 'sparse'}
 
 
-def test_unknown_qcow2_compression_type_is_not_a_property(workdir):
+def test_unknown_qcow2_compression_type_is_refused_like_qemu(workdir):
     path = str(workdir / 'zlib.qcow2')
     run('qemu-img', 'create', '-q', '-f', 'qcow2', path, '1M')
     header = read(path)[:112]
     assert struct.unpack_from('>I', header, 100)[0] >= 105
     incompatible = struct.unpack_from('>Q', header, 72)[0] | 1 << 3
     bad = patched(path, str(workdir / 'ctype7.qcow2'), {72: struct.pack('>Q', incompatible), 104: b'\x07'})
-    assert 'qcow2_compression_type' not in feed_like_pipeline(bad).properties
+    with pytest.raises(FormatError, match="unknown compression type: 7"):
+        feed_like_pipeline(bad)
+    assert "unknown compression type: 7" in qemu_refusal(bad, 'qcow2')
 
 
 # ---------------------------------------------------------------- virtual size as qemu counts it
