@@ -35,6 +35,9 @@ APT_PACKAGES=(
     genisoimage     # ISO images (config drives)
     xfsprogs        # XFS stores (reflink clones), xfs datablocks
     e2fsprogs       # ext4 datablocks (mkfs.ext4 on a sparse file), e2fsck in the tests
+    cryptsetup-bin  # tests: real LUKS1 and LUKS2 volumes (luksFormat on a plain file), which imports refuse
+    gdisk           # tests: real GPT disks (sgdisk on a plain file) for the partition table checks
+    parted          # tests: real MBR disks (parted on a plain file)
     python3-cryptography # image signatures (the managed hosts' library; tests/unit/.../signatures runs against it too)
     attr            # getfattr/setfattr: extended attributes on file stores
     shellcheck      # ansible-test sanity "shellcheck" test

@@ -18,7 +18,9 @@ description:
     verified before the image becomes C(active).
   - The real disk format is detected from the bytes. A declared C(disk_format) that does not match is refused,
     and so are images that could make qemu read host files (qcow2 with a backing file or an external data file
-    or unknown incompatible features, vmdk whose descriptor names other extents; CVE-2024-32498).
+    or unknown incompatible features, vmdk whose descriptor names other extents; CVE-2024-32498). An ISO or any
+    other recognisable format declared C(raw) is refused, so is a LUKS volume, a raw disk whose MBR or GPT is not
+    sane, and a qcow2 header qemu would refuse to open.
   - Image data is stored as deduplicated, sha256-named 4 MiB slices. All-zero slices are not stored, and a
     slice already in a store is not written again.
   - When the image already exists, the stores that lack it receive a copy from a store that has it. Only

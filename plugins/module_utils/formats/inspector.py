@@ -12,7 +12,11 @@ feeding a multi-GB stream costs a counter update per chunk once the header is co
 From those bytes it detects the disk format (Glance disk_format names), its virtual size (as qemu counts it),
 the image properties its headers state (FormatReport.properties, Glance names where Glance has them), and refuses
 images that would make qemu open other files (backing files, external data files, VMDK extents,
-differencing parents: the CVE-2024-32498 class) or that use features it does not know.
+differencing parents: the CVE-2024-32498 class) or that use features it does not know. A raw image's MBR or GPT
+must be sane (partition_tables.py), a qcow2 header must be one qemu opens (qcow2_limits.py), and a LUKS volume is
+refused whatever is declared; check_declared() then refuses a file that is recognisably another format than the
+declared one, an ISO declared raw included. tests/.../formats/test_oslo_differential.py holds these rules against
+oslo.utils' format inspector, which Glance uses.
 
 The on-disk layouts come from the public specifications (qcow2.txt of qemu, VMware Virtual Disk Format
 1.1, Microsoft VHD and MS-VHDX specifications, ECMA-119, VirtualBox VDI and Parallels headers as qemu
@@ -28,6 +32,7 @@ import struct
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import FormatError, UnsafeImageError
+from ansible_collections.vmimages.multistore.plugins.module_utils.formats.partition_tables import inspect_partition_table
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.qcow2_limits import COMPRESSION_TYPES, check_qcow2_header
 
 
@@ -116,6 +121,9 @@ _VHDX_KNOWN_ITEMS = (_VHDX_FILE_PARAMETERS, _VHDX_VIRTUAL_DISK_SIZE, _VHDX_PAGE8
 # --- iso 9660 / udf (ECMA-119, ECMA-167) ---
 _ISO_SIGNATURE_OFFSETS = (0x8001, 0x8801, 0x9001)
 _ISO_SIGNATURES = (b'CD001', b'NSR02', b'NSR03')
+
+# --- LUKS (cryptsetup's on-disk format, versions 1 and 2): recognised to be refused, whatever is declared
+_LUKS_MAGIC = b'LUKS\xba\xbe'
 
 # --- ploop (Parallels, little-endian, as qemu block/parallels.c reads it) ---
 _PLOOP_MAGICS = (b'WithoutFreeSpace', b'WithouFreSpacExt')
@@ -391,6 +399,8 @@ class FormatInspector(object):
             found.append('iso')
         if head[:16] in _PLOOP_MAGICS:
             found.append('ploop')
+        if head[:6] == _LUKS_MAGIC:
+            found.append('luks')
         return found
 
     def _analyse(self, mode):
@@ -417,12 +427,14 @@ class FormatInspector(object):
     # ------------------------------------------------------------------ raw / iso
 
     def _parse_raw(self, head):
-        details = {}
-        if len(head) >= 1024 and head[512:520] == b'EFI PART':
-            details['partition_table'] = 'gpt'
-        elif len(head) >= 512 and head[510:512] == b'\x55\xaa':
-            details['partition_table'] = 'mbr'
-        return (self._size if self._mode == 'final' else None), details
+        return (self._size if self._mode == 'final' else None), inspect_partition_table(head)
+
+    def _parse_luks(self, head):
+        version = struct.unpack_from('>H', head, 6)[0] if len(head) >= 8 else 0
+        raise FormatError('the bytes are a LUKS%s encrypted volume, not a disk image: qemu cannot open it without its key '
+                          'and no disk_format (raw included) describes it, so its contents cannot be checked. Import '
+                          'the decrypted disk, or a qcow2 with built-in encryption (qemu-img convert -O qcow2 -o '
+                          'encrypt.format=luks)' % (version if version in (1, 2) else ''))
 
     def _parse_iso(self, head):
         details = {'udf': False}
@@ -888,8 +900,13 @@ def _check_vmdk_descriptor(raw):
     return found
 
 
-def check_declared(declared_disk_format, report):
-    """Raise FormatError when the detected format does not satisfy the declared disk_format."""
+def check_declared(declared_disk_format, report, converted=False):
+    """Raise FormatError when the detected format does not satisfy the declared disk_format.
+
+    A file that is recognisably another format is refused when declared raw, an ISO included (as Glance does since
+    CVE-2024-32498's follow-ups). ``converted``: the bytes are qemu-img's raw output of an image that was vetted
+    already; they are the guest's disk, which may well hold an ISO 9660 filesystem.
+    """
     if declared_disk_format not in DISK_FORMATS:
         raise FormatError('unknown disk_format %r: use one of %s' % (declared_disk_format, ', '.join(DISK_FORMATS)))
     detected = report.format
@@ -902,7 +919,10 @@ def check_declared(declared_disk_format, report):
                           'convert the image to raw (qemu-img convert -O raw)' % (detected, declared_disk_format))
     if declared_disk_format == 'raw':
         if detected == 'iso':
-            return
+            if converted:
+                return
+            raise FormatError('the bytes are an iso image (an ISO 9660 or UDF volume descriptor at 32 KiB) but disk_format '
+                              'is raw: set disk_format: iso, so that it is attached as a CD-ROM')
         raise FormatError('the bytes are a %s image but disk_format is raw: set disk_format: %s, or convert the image'
                           % (detected, detected))
     if declared_disk_format == 'iso':

@@ -309,7 +309,7 @@ class ImageRequest:
                 raise SourceError('checksum mismatch for %s: %s is %s, expected %s; nothing was stored'
                                   % (source.description, checksum[0], result.digests[checksum[0]], checksum[1]))
             if declared:
-                check_declared(declared, result.report)
+                check_declared(declared, result.report, converted=bool(origin))
             if raw_only:
                 check_raw(result.report)
             stored_format = declared or result.report.format
