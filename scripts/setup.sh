@@ -7,6 +7,8 @@
 #     of requirements.txt / constraints.txt.
 #  3. .venv/ansible_collections/vmimages/multistore -> ../../.. so that Ansible (through
 #     ansible.cfg's collections_path) and Python find this collection without installing it.
+#  4. .venv/oslo-inspector: a pinned oslo.utils for the tests only (its format_inspector, oslo.utils >= 7),
+#     beside .venv's packages, never on their path (os-brick uses Debian's oslo.utils 6).
 #
 # Idempotent and fast when nothing changed: apt is skipped when every package is installed,
 # pip is skipped when the requirements hash matches the stamp in .venv.
@@ -128,14 +130,15 @@ if ! venv_ok; then
     "$PYTHON" -m venv --system-site-packages "$VENV"
 fi
 
+pip_opts=(--disable-pip-version-check --no-input)
+[ -n "${CI:-}" ] && pip_opts+=(--progress-bar off)
+
 req_hash="$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$req_hash" ]; then
     log "Python packages up to date ($VENV)"
 else
     log "installing Python packages into $VENV (requirements.txt, constraints.txt)"
     rm -f "$STAMP"
-    pip_opts=(--disable-pip-version-check --no-input)
-    [ -n "${CI:-}" ] && pip_opts+=(--progress-bar off)
     "$VENV/bin/python" -m pip install "${pip_opts[@]}" -q "$(grep -E '^pip==' requirements.txt)"
     "$VENV/bin/python" -m pip install "${pip_opts[@]}" -q -r requirements.txt
     printf '%s\n' "$req_hash" > "$STAMP"
@@ -151,5 +154,19 @@ if [ "$(readlink "$link" 2>/dev/null || true)" != "$target" ]; then
     log "linked $link -> $target"
 fi
 [ -f "$link/galaxy.yml" ] || die "$link does not resolve to the collection root"
+
+# ---------------------------------------------------------------- 4. oslo.utils' format inspector (tests only)
+# tests/unit/plugins/module_utils/formats/test_oslo_differential.py runs it in a subprocess with only this
+# directory added to the path. --no-deps: what it imports besides itself (oslo.i18n) is Debian's.
+OSLO_INSPECTOR="oslo.utils==10.2.0"
+OSLO_DIR="$VENV/oslo-inspector"
+if [ "$(cat "$OSLO_DIR/.pin" 2>/dev/null || true)" = "$OSLO_INSPECTOR" ]; then
+    log "oslo.utils format inspector up to date ($OSLO_DIR)"
+else
+    log "installing $OSLO_INSPECTOR into $OSLO_DIR (tests only)"
+    rm -rf "$OSLO_DIR"
+    "$VENV/bin/python" -m pip install "${pip_opts[@]}" -q --no-deps --target "$OSLO_DIR" "$OSLO_INSPECTOR"
+    printf '%s\n' "$OSLO_INSPECTOR" > "$OSLO_DIR/.pin"
+fi
 
 log "ready: ansible-core $("$VENV/bin/python" -c 'from ansible.release import __version__; print(__version__)') in $VENV"

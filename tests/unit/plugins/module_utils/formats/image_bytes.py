@@ -36,3 +36,15 @@ def qemu_refusal(path, fmt):
     """What qemu-img info says when it cannot open path as fmt (stderr), or None when it opens it."""
     done = subprocess.run(['qemu-img', 'info', '-f', fmt, path], check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return done.stderr.decode('utf-8', 'replace') if done.returncode else None
+
+
+def luks_volume(path, version, size=16 * 1024 * 1024):
+    """A real LUKS volume in a plain file (cryptsetup luksFormat; PBKDF2 with the fewest iterations: no benchmark)."""
+    write(path, b'')
+    with open(path, 'r+b') as handle:
+        handle.truncate(size)
+    key = path + '.key'
+    write(key, b'123456')
+    run('cryptsetup', 'luksFormat', '-q', '--type', 'luks%d' % version, '--pbkdf', 'pbkdf2', '--pbkdf-force-iterations',
+        '1000', '--key-file', key, path)
+    return path
