@@ -31,14 +31,15 @@ def _refuse(problem, qemu_says):
                        'recreate it with qemu-img convert -O qcow2' % (problem, qemu_says))
 
 
-def _check_table(offset, entries, entry_size, max_bytes, cluster_size, name, what):
+def _check_table(name, offset, entries, entry_size, max_bytes, cluster_size, unit='entries'):
+    """qemu's qcow2_validate_table: a bounded table, cluster-aligned, whose end fits a signed 64-bit offset."""
+    what = name[0].lower() + name[1:]
     if entries > max_bytes // entry_size:
-        raise _refuse('its %s has %d %s, more than the %d qemu allows' % (what, entries, 'clusters' if entry_size == cluster_size
-                                                                          else 'entries', max_bytes // entry_size),
+        raise _refuse('its %s has %d %s, more than the %d qemu allows' % (what, entries, unit, max_bytes // entry_size),
                       '%s too large' % name)
     if _INT64_MAX - entries * entry_size < offset or offset % cluster_size:
-        raise _refuse('its %s is at offset %d, not on a cluster boundary inside the file' % (what, offset),
-                      '%s offset invalid' % name)
+        raise _refuse('its %s is at offset %d: not cluster-aligned, or ending past the largest offset qemu handles'
+                      % (what, offset), '%s offset invalid' % name)
 
 
 def check_qcow2_header(header):
@@ -66,12 +67,11 @@ def check_qcow2_header(header):
                       'Unsupported encryption method %d' % header['crypt_method'])
     if not header['refcount_table_clusters']:
         raise _refuse('it has no reference count table', 'Image does not contain a reference count table')
-    _check_table(header['refcount_table_offset'], header['refcount_table_clusters'], cluster_size, MAX_REFCOUNT_TABLE_BYTES,
-                 cluster_size, 'Reference count table', 'reference count table')
-    _check_table(header['snapshots_offset'], header['nb_snapshots'], SNAPSHOT_HEADER_BYTES,
-                 SNAPSHOT_HEADER_BYTES * MAX_SNAPSHOTS, cluster_size, 'Snapshot table', 'snapshot table')
-    _check_table(header['l1_table_offset'], header['l1_size'], 8, MAX_L1_BYTES, cluster_size, 'Active L1 table',
-                 'active L1 table')
+    _check_table('Reference count table', header['refcount_table_offset'], header['refcount_table_clusters'], cluster_size,
+                 MAX_REFCOUNT_TABLE_BYTES, cluster_size, unit='clusters')
+    _check_table('Snapshot table', header['snapshots_offset'], header['nb_snapshots'], SNAPSHOT_HEADER_BYTES,
+                 SNAPSHOT_HEADER_BYTES * MAX_SNAPSHOTS, cluster_size)
+    _check_table('Active L1 table', header['l1_table_offset'], header['l1_size'], 8, MAX_L1_BYTES, cluster_size)
     # One L1 entry maps an L2 table of cluster_size / 8 entries, one cluster each (extended L2 is refused before).
     l1_span_bits = cluster_bits + cluster_bits - 3
     l1_needed = -(-header['size'] // (1 << l1_span_bits))
