@@ -48,7 +48,11 @@ options:
     type: str
     required: true
   dest:
-    description: Absolute path of the file to write; its directory must exist.
+    description:
+      - Absolute path of the file to write; its directory must exist. Paths in C(/dev), C(/proc) and C(/sys) (the directory's
+        symlinks resolved) are refused, and so is an existing I(dest) that is a directory, device, socket or fifo.
+      - A symlink at I(dest) is never followed. The export replaces the link itself with the file, in one atomic rename, and
+        its target is neither written nor changed by I(mode); RV(export.replaced_symlink) and a warning say where it pointed.
     type: path
     required: true
   format:
@@ -127,6 +131,12 @@ export:
         - Null when nothing was written (the file was up to date, or check mode).
       type: str
       sample: reflink
+    replaced_symlink:
+      description:
+        - Where the symlink pointed that this run replaced (or would replace, in check mode) with the exported file; the target
+          was left untouched. Null when I(dest) was no symlink.
+      type: str
+      sample: /etc/shadow
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -182,6 +192,10 @@ def main():
         elif chmod_needed and not module.check_mode:
             export.chmod()
         result = {'changed': changed, 'export': export.predicted() if module.check_mode else export.describe()}
+        if result['export'].get('replaced_symlink'):
+            module.warn('dest %s was a symlink to %s: %s by the exported file; the link was not followed and %s was not touched'
+                        % (params['dest'], export.symlink_target, 'it would be replaced' if module.check_mode else 'it was replaced',
+                           export.symlink_target))
         if module._diff:
             result['diff'] = {'before': before, 'after': result['export']}
         return result

@@ -131,7 +131,7 @@ options:
         one and why a declared one is not used.
     type: str
   port:
-    description: SSH port of I(host).
+    description: SSH port of I(host), 1-65535 (C(0) is refused, not taken for 22).
     type: int
     default: 22
   user:

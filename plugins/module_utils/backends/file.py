@@ -14,7 +14,7 @@ def configure(params):
     """The declaration of a file store: its path, and for a store on another host how to reach it."""
     declaration = {'path': check_store_path(params.get('path'))}
     if params.get('host'):
-        declaration.update(host=params['host'], port=check_port(params.get('port') or 22), user=params.get('user') or 'root')
+        declaration.update(host=params['host'], port=check_port(22 if params.get('port') is None else params['port']), user=params.get('user') or 'root')
         for key in ('private_key', 'known_hosts', 'password'):
             if params.get(key):
                 declaration[key] = params[key]

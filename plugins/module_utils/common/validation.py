@@ -19,6 +19,7 @@ FORBIDDEN_STORE_TREES = ('/dev', '/proc', '/sys')
 STORE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
 SIZE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([kmgtpe]?)(i?b?)\s*$', re.IGNORECASE)
 HEX = re.compile(r'^[0-9a-f]+$')
+OWN_FD = re.compile(r'^/proc/self/fd/\d+$')
 CHECKSUM_LENGTHS = {'md5': 32, 'sha1': 40, 'sha256': 64, 'sha384': 96, 'sha512': 128}
 
 
@@ -50,6 +51,25 @@ def check_store_path(path):
     return normalized
 
 
+def check_file_path(path, what, follow=True):
+    """A file an image is read from or written to: absolute, no control character, and not in /dev, /proc or /sys,
+    where it resolves to too (those trees hold endless or special files, not images). With ``follow=False`` a symlink
+    at the path itself is not resolved (its directory is): the caller replaces such a link instead of following it."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise InvalidArgument("%s %r is relative: give an absolute path on the managed host" % (what, path))
+    if _control_characters(path):
+        raise InvalidArgument('%s %r contains a control character' % (what, path))
+    resolved = os.path.realpath(path) if follow else os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    # /proc/self/fd/N names a file this process opened (store retrieval reads the inode it checked): where it leads counts.
+    candidates = (resolved,) if follow and OWN_FD.match(path) else (os.path.normpath(path), resolved)
+    for candidate in candidates:
+        tree = next((tree for tree in FORBIDDEN_STORE_TREES if candidate == tree or candidate.startswith(tree + '/')), None)
+        if tree:
+            raise InvalidArgument("%s %s is refused: %s is under %s, which holds no image files (symlinks are resolved); "
+                                  "use a path on a real filesystem" % (what, path, candidate, tree))
+    return path
+
+
 def check_store_name(name):
     if not isinstance(name, str) or not STORE_NAME.match(name):
         raise InvalidArgument(
@@ -63,6 +83,78 @@ def check_image_name(name):
     if any(ord(char) < 32 for char in name):
         raise InvalidArgument('image name %r contains a control character' % (name,))
     return name
+
+
+# Glance's own image fields and reserved names: Glance refuses a property named like one of them (403/409).
+GLANCE_RESERVED_PROPERTIES = frozenset((
+    'checksum', 'container_format', 'created_at', 'deleted', 'deleted_at', 'direct_url', 'disk_format', 'file', 'id',
+    'location', 'locations', 'min_disk', 'min_ram', 'name', 'os_hash_algo', 'os_hash_value', 'os_hidden', 'owner',
+    'protected', 'schema', 'self', 'size', 'status', 'stores', 'tags', 'updated_at', 'virtual_size', 'visibility'))
+GLANCE_RESERVED_PREFIX = 'os_glance'
+# Glance's defaults: image_tag_quota and image_property_quota are 128; tags and property names are VARCHAR(255),
+# property values TEXT (64 KiB in MySQL).
+MAX_TAGS = 128
+MAX_PROPERTIES = 128
+MAX_NAME_LENGTH = 255
+MAX_VALUE_LENGTH = 65535
+# min_disk and min_ram are 32-bit integers in Glance's database.
+MAX_GLANCE_INT = 2 ** 31 - 1
+
+
+def _control_characters(text, allowed=''):
+    return any(ord(char) < 32 and char not in allowed for char in text) or '\x7f' in text
+
+
+def check_tags(tags):
+    """Image tags as Glance takes them: at most 128, each 1-255 characters without control characters."""
+    if tags is None:
+        return None
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument('tags: %d tags given, Glance allows at most %d' % (len(tags), MAX_TAGS))
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_NAME_LENGTH:
+            raise InvalidArgument('tag %r is invalid: a tag is 1-%d characters' % (_short(tag), MAX_NAME_LENGTH))
+        if _control_characters(tag):
+            raise InvalidArgument('tag %r contains a control character (NUL, newline...)' % (_short(tag),))
+    return tags
+
+
+def check_properties(properties):
+    """Free-form image properties: names Glance does not reserve, string-like values, Glance's count and size limits."""
+    if properties is None:
+        return None
+    if len(properties) > MAX_PROPERTIES:
+        raise InvalidArgument('properties: %d given, Glance allows at most %d' % (len(properties), MAX_PROPERTIES))
+    for key, value in properties.items():
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_NAME_LENGTH or _control_characters(key):
+            raise InvalidArgument('property name %r is invalid: use 1-%d characters without control characters'
+                                  % (_short(key), MAX_NAME_LENGTH))
+        if key in GLANCE_RESERVED_PROPERTIES or key.startswith(GLANCE_RESERVED_PREFIX):
+            raise InvalidArgument("property name '%s' is reserved by Glance (its own fields and os_glance_*): Glance refuses it; "
+                                  "use another name, or the module's option for that field" % key)
+        if isinstance(value, (dict, list)):
+            raise InvalidArgument("property '%s' is a %s: Glance properties are strings" % (key, type(value).__name__))
+        text = '' if value is None else str(value)
+        if len(text) > MAX_VALUE_LENGTH:
+            raise InvalidArgument("property '%s' is %d characters long: Glance keeps at most %d" % (key, len(text), MAX_VALUE_LENGTH))
+        if _control_characters(text, allowed='\t\n\r'):
+            raise InvalidArgument("property '%s' contains a control character (NUL, escape...); tabs and newlines are fine" % key)
+    return properties
+
+
+def check_glance_int(value, what):
+    """min_disk / min_ram: a whole number from 0 to Glance's 2^31-1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GLANCE_INT:
+        raise InvalidArgument('%s %r is out of range: use 0-%d' % (what, value, MAX_GLANCE_INT))
+    return value
+
+
+def _short(value):
+    """A value for a message: long ones are cut (a 100 KiB tag would drown the message)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else '%s... (%d characters)' % (text[:60], len(text))
 
 
 def check_image_id(image_id):

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps 
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import clone_range, fsync_dir, remove_file, temp_name, write_all
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_file_path
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
 
 STAMP_XATTR = 'user.vmimages.multistore'
@@ -45,11 +46,16 @@ def _stamp(record, output_format, stat):
 
 
 def is_up_to_date(dest, record, output_format):
+    """True when ``dest`` is a regular file stamped with this image (a symlink never is: it is replaced, not followed)."""
     try:
-        stat = os.stat(dest)
-        return os.getxattr(dest, STAMP_XATTR) == _stamp(record, output_format, stat)
+        stat = os.lstat(dest)
+        return stat_is_file(stat) and os.getxattr(dest, STAMP_XATTR, follow_symlinks=False) == _stamp(record, output_format, stat)
     except (OSError, AttributeError):
         return False
+
+
+def stat_is_file(stat):
+    return (stat.st_mode & 0o170000) == 0o100000
 
 
 class _Sha512Thread(threading.Thread):
@@ -191,9 +197,13 @@ def convert(source, source_format, dest, output_format):
 
 
 class Export:
+    """The export of one image to ``dest``. A symlink at ``dest`` is never followed: the export replaces the link itself
+    (one rename), its target is neither written nor chmod-ed; ``replaced_symlink`` says where it pointed."""
+
     def __init__(self, catalog, view, store_name, dest, output_format='original', mode=None, verify=False):
         if not os.path.isabs(dest):
             raise InvalidArgument("dest '%s' is relative: give an absolute path on the host" % dest)
+        check_file_path(dest, 'dest', follow=False)
         self.view = view
         self.store = catalog.store(store_name)
         if store_name in view.deactivated_stores():
@@ -211,17 +221,28 @@ class Export:
         directory = os.path.dirname(dest)
         if not os.path.isdir(directory):
             raise InvalidArgument('the directory of dest %s does not exist: create it first' % dest)
-        if os.path.isdir(dest):
+        if os.path.isdir(dest) and not os.path.islink(dest):
             raise InvalidArgument('dest %s is a directory: give the path of the file to write' % dest)
+        self.symlink_target = os.readlink(dest) if os.path.islink(dest) else None
+        self.replaced_symlink = None
+        if self.symlink_target is None and os.path.lexists(dest) and not stat_is_file(os.lstat(dest)):
+            raise InvalidArgument('dest %s exists and is not a regular file (a device, socket or fifo): give the path of a '
+                                  'file to write' % dest)
 
     def needs_export(self):
         return not is_up_to_date(self.dest, self.record, self.output_format)
 
     def needs_chmod(self):
-        return self.mode is not None and os.path.exists(self.dest) and os.stat(self.dest).st_mode & 0o7777 != self.mode
+        if self.mode is None or self.symlink_target is not None or not os.path.lexists(self.dest):
+            return False
+        return os.lstat(self.dest).st_mode & 0o7777 != self.mode
 
     def chmod(self):
-        os.chmod(self.dest, self.mode)
+        fd = os.open(self.dest, os.O_RDONLY | os.O_NOFOLLOW)  # a link put there meanwhile fails (ELOOP), it is not followed
+        try:
+            os.fchmod(fd, self.mode)
+        finally:
+            os.close(fd)
 
     def run(self):
         slice_list = self.store.backend.read_slice_list(self.view.id)
@@ -239,15 +260,16 @@ class Export:
                 final = converted
             if self.mode is not None:
                 os.chmod(final, self.mode)
-            os.rename(final, self.dest)
+            os.rename(final, self.dest)  # replaces a symlink at dest, never its target
             fsync_dir(os.path.dirname(self.dest))
+            self.replaced_symlink = self.symlink_target
         except BaseException:
             remove_file(raw)
             if converted:
                 remove_file(converted)
             raise
         try:
-            os.setxattr(self.dest, STAMP_XATTR, _stamp(self.record, self.output_format, os.stat(self.dest)))
+            os.setxattr(self.dest, STAMP_XATTR, _stamp(self.record, self.output_format, os.lstat(self.dest)), follow_symlinks=False)
         except OSError:
             pass  # filesystem without user xattrs: the next run exports again, which is correct, only slower
 
@@ -260,14 +282,15 @@ class Export:
         if self.needs_export():
             info.pop('allocated', None)
             info['size'] = self.record['size'] if self.output_format == self.record['disk_format'] else None
+            info['replaced_symlink'] = self.symlink_target
         return info
 
     def describe(self):
         info = {'dest': self.dest, 'id': self.view.id, 'name': self.record.get('name'), 'store': self.store.name,
                 'format': self.output_format, 'os_hash_value': self.record.get('os_hash_value'),
-                'up_to_date': not self.needs_export(), 'method': self.method}
-        if os.path.exists(self.dest):
-            stat = os.stat(self.dest)
+                'up_to_date': not self.needs_export(), 'method': self.method, 'replaced_symlink': self.replaced_symlink}
+        if os.path.lexists(self.dest) and stat_is_file(os.lstat(self.dest)):
+            stat = os.lstat(self.dest)
             info['mode'] = '%04o' % (stat.st_mode & 0o7777)
             info['size'] = stat.st_size
             info['allocated'] = stat.st_blocks * 512
