@@ -58,7 +58,17 @@ options:
   src:
     description:
       - Absolute path on the managed host, or C(http://) / C(https://) URL to import from. Only read when the
-        image is active in no store.
+        image is active in no store. Paths under C(/dev), C(/proc) and C(/sys) (symlinks resolved) are refused.
+      - Credentials in the URL (C(https://user:password@host/...)) are sent as HTTP basic auth, like I(url_username) and
+        I(url_password), and masked in every message, result and the task's C(invocation). Prefer I(url_username) and
+        I(url_password) anyway (a task's arguments may be shown elsewhere, for example by C(display_args_to_stdout)).
+      - Credentials are never sent after a redirect, so that another host cannot see them. A redirect to anything but
+        http(s) (C(file://), C(ftp://)) is refused.
+      - A download that is cut continues where it stopped with an HTTP C(Range) request, checked with C(If-Range) against the
+        ETag or Last-Modified of the first answer (at most 5 cuts in a row without progress, waiting 1, 2, 4, 8 s).
+        When the server ignores ranges, gives neither validator, or the file changed, the import starts over from the
+        first byte (at most twice), with nothing of the cut attempt kept. RV(download) and RV(actions) say which happened
+        and why, and so does C(progress.message) of M(vmimages.multistore.image_info) while it runs.
     type: str
   checksum:
     description:
@@ -161,10 +171,14 @@ options:
         type: path
         required: true
   properties:
-    description: Free-form image properties (Glance C(properties)).
+    description:
+      - Free-form image properties (Glance C(properties)), at most 128. Names are 1-255 characters; values are strings of at most
+        65535 characters, without control characters other than tabs and newlines.
+      - Names Glance reserves are refused, as Glance refuses them, for example C(id), C(status), C(checksum), C(locations),
+        C(os_hash_value), C(size) and anything starting with C(os_glance).
     type: dict
   tags:
-    description: Image tags.
+    description: Image tags, at most 128 of 1-255 characters each, without control characters (Glance's limits).
     type: list
     elements: str
   visibility:
@@ -175,10 +189,10 @@ options:
     description: A protected image cannot be deleted; new images default to C(false).
     type: bool
   min_disk:
-    description: Minimum disk size in GiB needed to boot the image.
+    description: Minimum disk size in GiB needed to boot the image (0 to 2147483647).
     type: int
   min_ram:
-    description: Minimum RAM in MiB needed to boot the image.
+    description: Minimum RAM in MiB needed to boot the image (0 to 2147483647).
     type: int
   convert_to:
     description:
@@ -221,6 +235,13 @@ options:
   url_password:
     description: Password for HTTP basic authentication.
     type: str
+  size_cap:
+    description:
+      - The largest source accepted, as Glance's C(image_size_cap). Bytes, or a number with K, M, G, T or P (binary), for
+        example C(200G). Defaults to 1 TiB, Glance's default.
+      - A local file or a download that announces (C(Content-Length)) more is refused before any byte is read. A download
+        without a length is stopped one byte past the cap. Either way nothing is stored.
+    type: raw
 '''
 
 EXAMPLES = r'''
@@ -335,8 +356,30 @@ released_bytes:
   description: Bytes freed by a deletion (slices no other image uses).
   returned: always
   type: int
+download:
+  description:
+    - What the download of an http(s) I(src) went through in this run. Null when no URL was read.
+  returned: always
+  type: dict
+  contains:
+    url:
+      description: The URL, with any credentials replaced by C(********).
+      type: str
+    resumed_from:
+      description: The bytes at which a cut download continued with a C(Range) request, in order.
+      type: list
+      elements: int
+    restarts:
+      description: Each time the download started over from byte 0, with the byte it was cut at (C(at)) and why it could not resume (C(why)).
+      type: list
+      elements: dict
+  sample:
+    url: https://********@images.example.org/noble.img
+    resumed_from: [268435456]
+    restarts: []
 '''
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
@@ -345,6 +388,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspec
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import BUSES, DRIVERS, ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.signatures.verifier import HASH_METHODS, KEY_TYPES
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import url_secrets
 
 
 def main():
@@ -386,11 +430,16 @@ def main():
         url_headers=dict(type='dict'),
         url_username=dict(type='str'),
         url_password=dict(type='str', no_log=True),
+        size_cap=dict(type='raw'),
     )
     argument_spec.update(registry_argument_spec())
+    # A src with credentials in it is a secret from the start: AnsibleModule logs its invocation (journal, syslog) and
+    # returns it before the engine could redact anything. Everything else shows the URL with ******** for them.
+    argument_spec['src']['no_log'] = bool(url_secrets(_given_src()))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[('name', 'id')], mutually_exclusive=[('stores', 'all_stores'), ('src', 'clone_from'), ('src', 'size')],
                            required_if=[('state', 'cloned', ('name', 'clone_from'))])
+    module.no_log_values.update(url_secrets(module.params.get('src')))
 
     def work():
         request = ImageRequest(Catalog(open_registry(module)), module.params, work_dir=module.tmpdir)
@@ -402,7 +451,7 @@ def main():
             changed = request.absent(module.check_mode)
         image = request.result() if not (module.check_mode and changed) else dict(request.after, id=request.image_id)
         result = {'changed': changed, 'image': image, 'actions': request.actions,
-                  'failed_import': request.failed_import, 'released_bytes': request.released}
+                  'failed_import': request.failed_import, 'released_bytes': request.released, 'download': request.download}
         for failure in request.failed_import:
             module.warn("store '%s' failed: %s" % (failure['store'], failure['error']))
         if module._diff:
@@ -410,6 +459,16 @@ def main():
         return result
 
     run(module, work)
+
+
+def _given_src():
+    """src as the task gave it, read before AnsibleModule validates (and logs) the arguments."""
+    try:
+        params = basic._load_params()
+    except Exception:  # no arguments to read (documentation tools): nothing is secret
+        return None
+    src = params.get('src') if isinstance(params, dict) else None
+    return src if isinstance(src, str) else None
 
 
 if __name__ == '__main__':

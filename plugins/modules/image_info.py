@@ -83,6 +83,8 @@ images:
           refreshed at least every second; absent otherwise. I(stores_done)/I(stores_left) count the target stores,
           I(bytes_done)/I(bytes_total) the bytes read from the source (import) or the slices sent (copy; only what the
           targets lack), I(rate) bytes per second so far, I(eta) seconds left (null when the total is unknown).
+        - I(message) says what the transfer went through, in words (null when nothing happened), for example
+          that a download resumed from a byte (and after what cut) or why an http(s) download started over.
       type: dict
       returned: while an import or copy runs
     persistent:

@@ -31,6 +31,16 @@ class SourceError(MultistoreError):
     """The image source cannot be read completely or does not match its checksum."""
 
 
+class SourceRestart(SourceError):
+    """A cut download cannot continue where it stopped (the server ignores Range, or the file changed on it):
+    the import starts over from the first byte; nothing from the cut attempt is kept."""
+
+    def __init__(self, message, at, reason):
+        super(SourceRestart, self).__init__(message)
+        self.at = at  # the byte the download was cut at
+        self.reason = reason  # why it cannot resume, in words
+
+
 class SignatureError(SourceError):
     """The image signature does not verify, or its certificate is not trusted; nothing was stored."""
 

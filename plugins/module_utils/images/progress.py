@@ -39,6 +39,7 @@ class Progress:
         self.stores_done = 0
         self.bytes_done = 0
         self.bytes_total = None
+        self.message = None  # what the transfer went through, in words (a download that resumed or started over)
         self.clock = clock
         self.started = clock()
         self.written_at = None
@@ -66,6 +67,10 @@ class Progress:
         self.bytes_done = bytes_done if self.bytes_total is None else min(bytes_done, self.bytes_total)
         self._write()
 
+    def note(self, message):
+        self.message = message
+        self._write(force=True)
+
     def store_done(self):
         self.stores_done += 1
         self._write(force=True)
@@ -78,7 +83,8 @@ class Progress:
             eta = int(round((self.bytes_total - self.bytes_done) / float(rate)))
         return {'image_id': self.image_id, 'stores': self.stores, 'stores_done': self.stores_done,
                 'stores_left': len(self.stores) - self.stores_done, 'bytes_done': self.bytes_done, 'bytes_total': self.bytes_total,
-                'rate': rate, 'eta': eta, 'elapsed': int(elapsed), 'updated_at': utc_now(), 'pid': os.getpid()}
+                'rate': rate, 'eta': eta, 'elapsed': int(elapsed), 'updated_at': utc_now(), 'pid': os.getpid(),
+                'message': self.message}
 
     def _write(self, force=False):
         now = self.clock()

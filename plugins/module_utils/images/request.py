@@ -16,9 +16,10 @@ __metaclass__ = type
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, SourceError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
+    ImageError, InvalidArgument, SourceError, SourceRestart)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
-    check_image_id, check_image_name, parse_checksum)
+    check_glance_int, check_image_id, check_image_name, check_properties, check_tags, parse_checksum, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import (
     CONTAINER_FORMATS, DISK_FORMATS, check_declared)
 from ansible_collections.vmimages.multistore.plugins.module_utils.images import policy
@@ -29,11 +30,13 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.signatures.ver
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.datablock import Datablock
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.convert import RawPreparation, check_raw
-from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import make_source
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import DEFAULT_SIZE_CAP, make_source
 
 # HyperCX's disk buses (Glance's hw_disk_bus) and mapping drivers.
 BUSES = ('virtio', 'scsi', 'sata', 'ide')
 DRIVERS = ('raw', 'qcow2')
+# How often a cut download that cannot resume starts over before the task fails.
+RESTART_LIMIT = 2
 
 
 class ImageRequest:
@@ -57,6 +60,15 @@ class ImageRequest:
         self.allow_failure = bool(params.get('allow_failure'))
         self.enabled = params.get('enabled')
         self._check_hypercx_fields(params)
+        check_tags(params.get('tags'))
+        check_properties(params.get('properties'))
+        for field in ('min_disk', 'min_ram'):
+            check_glance_int(params.get(field), field)
+        cap = params.get('size_cap')
+        self.size_cap = DEFAULT_SIZE_CAP if cap is None else parse_size(cap, 'size_cap')
+        if self.size_cap == 0:
+            raise InvalidArgument('size_cap 0 would refuse every image: give the largest size to accept, e.g. 200G')
+        self.download = None  # what an http(s) download went through (resumes, restarts), for the result
         self.datablock = None
         if params.get('size') is not None or params.get('filesystem'):
             if params.get('src') or params.get('clone_from'):
@@ -162,8 +174,30 @@ class ImageRequest:
         self._check_driver('raw' if converting else self.params.get('disk_format'), self.name)
         self.actions.append('import %s into %s' % (source.description, ', '.join(store.name for store in targets)))
         if not check_mode:
-            self._import_prepared(image_id, source, targets, converting, disk_format=self.params.get('disk_format'),
-                                  checksum=self.checksum)
+            self._import_restartable(image_id, source, targets, converting)
+
+    def _import_restartable(self, image_id, source, targets, converting):
+        """Import ``source``; a download that was cut and cannot resume starts over (each attempt is all or nothing)."""
+        restarts = 0
+        try:
+            while True:
+                try:
+                    self._import_prepared(image_id, source, targets, converting, disk_format=self.params.get('disk_format'),
+                                          checksum=self.checksum)
+                    return
+                except SourceRestart as restart:
+                    if restarts >= RESTART_LIMIT:
+                        raise SourceError('%s; it started over %d times already: nothing was stored, run again' % (restart, restarts))
+                    restarts += 1
+                    source.note('restarts', {'at': restart.at, 'why': restart.reason},
+                                'download restarted from byte 0 after a cut at byte %d: %s' % (restart.at, restart.reason))
+        finally:
+            summary = source.summary() if hasattr(source, 'summary') else ''
+            if hasattr(source, 'resumes'):
+                self.download = {'url': source.description, 'resumed_from': [entry['from'] for entry in source.resumes],
+                                 'restarts': [dict(entry) for entry in source.restarts]}
+            if summary:
+                self.actions[-1] += ' (%s)' % summary
 
     def _import_prepared(self, image_id, source, targets, converting, disk_format=None, checksum=None):
         verifier = self.signature.verifier() if self.signature else None
@@ -274,7 +308,7 @@ class ImageRequest:
         params = self.params
         return {'validate_certs': params.get('validate_certs', True), 'timeout': params.get('url_timeout') or 30,
                 'headers': params.get('url_headers'), 'username': params.get('url_username'),
-                'password': params.get('url_password')}
+                'password': params.get('url_password'), 'size_cap': self.size_cap}
 
     def _source_store(self, active, view):
         return policy.source_store(self.catalog, active, view)
@@ -296,6 +330,10 @@ class ImageRequest:
         declared = 'raw' if origin else disk_format
 
         def move_data(sinks, refresh, progress):
+            if hasattr(source, 'listener'):
+                source.listener = progress.note
+                if source.last_event:
+                    progress.note(source.last_event)  # this attempt started over: say why
             reader = source.open()
             progress.set_total(getattr(reader, 'expected_size', None))
             for sink in sinks:

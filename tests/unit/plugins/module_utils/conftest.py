@@ -10,6 +10,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 
+from http_test_server import serving
 from image_files import slice_bytes
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import Registry
@@ -49,3 +50,10 @@ def make_raw(tmp_path):
             handle.write(tail)
         return str(path)
     return make_raw
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 in a thread (http_test_server.py): ``files``, routes and faults."""
+    with serving() as server:
+        yield server

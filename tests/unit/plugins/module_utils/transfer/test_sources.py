@@ -10,9 +10,9 @@ import socket
 
 import pytest
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, SourceError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import InvalidArgument, SourceError, SourceRestart
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
-from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
+from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline, sources
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.sources import (
     HttpSource, LocalFileSource, make_source)
 
@@ -134,25 +134,117 @@ def test_http_connection_refused_is_a_clear_error():
         make_source(url).open()
 
 
-def test_http_download_cut_short_is_refused(http_server):
-    """The server announces the length, sends half and closes: the reader sees a short stream, finish() refuses it."""
+def test_http_download_cut_without_validator_starts_over(http_server):
+    """The server announces the length, sends half and closes, and names no ETag or Last-Modified: a Range request could
+    splice two versions of the file, so the reader asks for a restart instead."""
     http_server.files['/a.img'] = DATA
     url = http_server.url + '/broken/a.img'
     with opened(make_source(url)) as reader:
         assert reader.expected_size == len(DATA)
-        assert read_all(reader) == DATA[:len(DATA) // 2]
-        with pytest.raises(SourceError, match='download of %s is truncated: %d of %d bytes arrived; nothing was stored, run again'
-                           % (url, len(DATA) // 2, len(DATA))):
-            reader.finish(len(DATA) // 2)
+        with pytest.raises(SourceRestart, match=r'download of %s was cut at byte %d \(the connection closed after %d of %d bytes\) and '
+                           r'cannot resume: the server gives no ETag or Last-Modified' % (url, len(DATA) // 2, len(DATA) // 2, len(DATA))):
+            read_all(reader)
+    assert http_server.requests == ['/broken/a.img']  # no Range request without a validator
 
 
-def test_http_download_that_stalls_breaks_off(http_server):
+def test_http_download_that_stalls_without_validator_starts_over(http_server):
     """The server sends half, then nothing for longer than url_timeout: a clear error, not a hang."""
     http_server.files['/a.img'] = DATA
     url = http_server.url + '/stall/a.img'
     with opened(make_source(url, timeout=1)) as reader:
-        with pytest.raises(SourceError, match=r'download of %s broke off after some data: .*timed out; nothing was stored, run again' % url):
+        with pytest.raises(SourceRestart, match=r'download of %s was cut at byte \d+ \(.*timed out\) and cannot resume' % url):
             read_all(reader)
+
+
+@pytest.fixture
+def quick_resumes(monkeypatch):
+    monkeypatch.setattr(sources, 'RESUME_DELAY', 0.01)
+
+
+def test_http_cut_mid_body_resumes_with_range_and_if_range(http_server, quick_resumes):
+    http_server.files['/a.img'] = DATA
+    http_server.cuts['/a.img'] = [SLICE_SIZE + 100, 5000]  # cut twice, the second time in the resumed answer
+    source = make_source(http_server.url + '/a.img')
+    with opened(source) as reader:
+        assert read_all(reader) == DATA
+        reader.finish(len(DATA))
+    etag = '"%s"' % hashlib.sha1(DATA).hexdigest()[:16]
+    assert http_server.ranges_seen == [(None, None), ('bytes=%d-' % (SLICE_SIZE + 100), etag), ('bytes=%d-' % (SLICE_SIZE + 5100), etag)]
+    assert [entry['from'] for entry in source.resumes] == [SLICE_SIZE + 100, SLICE_SIZE + 5100]
+    assert 'the connection closed after %d of %d bytes' % (SLICE_SIZE + 100, len(DATA)) == source.resumes[0]['why']
+    assert source.summary().startswith('download resumed from byte %d (the connection closed' % (SLICE_SIZE + 100))
+
+
+def test_http_stall_resumes_after_the_timeout(http_server, quick_resumes):
+    http_server.files['/a.img'] = DATA
+    http_server.stalls['/a.img'] = [1000]
+    events = []
+    source = make_source(http_server.url + '/a.img', timeout=1)
+    source.listener = events.append
+    with opened(source) as reader:
+        # Small reads: a big one that times out loses what it had buffered (it is read again, from the last byte returned).
+        assert read_all(reader, chunk=100) == DATA
+    assert source.resumes[0]['from'] == 1000 and 'timed out' in source.resumes[0]['why']
+    assert events == ['download resumed from byte 1000 after: %s' % source.resumes[0]['why']]
+
+
+def test_http_server_ignoring_range_asks_for_a_restart(http_server, quick_resumes):
+    http_server.files['/a.img'] = DATA
+    http_server.ranges = False
+    http_server.cuts['/a.img'] = [3000]
+    url = http_server.url + '/a.img'
+    with opened(make_source(url)) as reader:
+        with pytest.raises(SourceRestart) as raised:
+            read_all(reader)
+    assert raised.value.at == 3000 and raised.value.reason == 'the server does not support ranges (it sent the whole file again)'
+    assert 'download of %s was cut at byte 3000' % url in str(raised.value)
+
+
+def test_http_file_changed_on_the_server_asks_for_a_restart(http_server, quick_resumes):
+    http_server.files['/a.img'] = DATA
+    changed = DATA[:-1] + b'!'
+    http_server.cuts['/a.img'] = [3000]
+    http_server.after_cut['/a.img'] = changed
+    with opened(make_source(http_server.url + '/a.img')) as reader:
+        with pytest.raises(SourceRestart) as raised:
+            read_all(reader)
+    old, new = ('"%s"' % hashlib.sha1(data).hexdigest()[:16] for data in (DATA, changed))
+    assert raised.value.reason == 'the file changed on the server (ETag was %s, is now %s)' % (old, new)
+
+
+def test_http_cuts_without_progress_give_up(http_server, quick_resumes):
+    http_server.files['/a.img'] = DATA
+    http_server.cuts['/a.img'] = [3000] + [0] * 10
+    url = http_server.url + '/a.img'
+    with opened(make_source(url)) as reader:
+        with pytest.raises(SourceError, match=r'download of %s broke off after some data at byte 3000 \(.*\), 5 times in a row without '
+                           r'progress; nothing was stored, run again' % url):
+            read_all(reader)
+    assert len(http_server.requests) == 1 + sources.RESUME_LIMIT
+
+
+def test_http_endless_body_stops_one_byte_past_size_cap(http_server):
+    url = http_server.url + '/endless'
+    with opened(make_source(url, size_cap=3 * SLICE_SIZE + 7)) as reader:
+        with pytest.raises(SourceError, match=r'download of %s is larger than size_cap \(%d bytes\): it was stopped there and nothing '
+                           'was stored' % (url, 3 * SLICE_SIZE + 7)):
+            read_all(reader)
+        assert reader.position == 3 * SLICE_SIZE + 8
+
+
+def test_http_announced_length_over_size_cap_is_refused_unread(http_server):
+    http_server.files['/a.img'] = DATA
+    url = http_server.url + '/a.img'
+    with pytest.raises(SourceError, match=r'download of %s announces %d bytes, more than size_cap \(100 bytes\): nothing was read'
+                       % (url, len(DATA))):
+        make_source(url, size_cap=100).open()
+
+
+def test_local_file_over_size_cap_is_refused_unread(tmp_path):
+    path = tmp_path / 'a.img'
+    path.write_bytes(DATA)
+    with pytest.raises(SourceError, match=r'src %s is %d bytes, more than size_cap \(100 bytes\)' % (path, len(DATA))):
+        make_source(str(path), size_cap=100).open()
 
 
 def test_http_truncated_count_is_refused(http_server):
