@@ -277,6 +277,10 @@ class HttpReader:
             try:
                 response = self.source.request({'Range': 'bytes=%d-' % self.position, 'If-Range': self.validator})
             except SourceError as exc:
+                if 'HTTP Error 416' in str(exc):
+                    reason = 'the server refused the range (416): the file is shorter now'
+                    raise SourceRestart('download of %s was cut at byte %d (%s) and cannot resume: %s'
+                                        % (self.url, self.position, why, reason), self.position, reason)
                 why = str(exc)
                 continue
             break

@@ -25,6 +25,7 @@ class _Handler(BaseHTTPRequestHandler):
     Faults of the plain files: ``server.cuts[path]`` is a list of byte counts; each answer for ``path`` pops one and
     sends only that many bytes of its body before it closes (a cut). ``server.stalls[path]`` likewise, but stalls 3 s
     before closing. ``server.after_cut[path]``: the file's new bytes once a cut happened (the file changed on the server).
+    ``server.if_range = False``: Range is served whatever If-Range says (a server that ignores it).
     ``server.ranges_seen`` keeps the Range and If-Range headers of every request."""
 
     def log_message(self, *args):  # quiet test output
@@ -73,8 +74,11 @@ class _Handler(BaseHTTPRequestHandler):
         server.ranges_seen.append((self.headers.get('Range'), self.headers.get('If-Range')))
         match = re.match(r'^bytes=(\d+)-$', self.headers.get('Range') or '')
         start = 0
-        if match and server.ranges and self.headers.get('If-Range') in (None, etag):
+        if match and server.ranges and (not server.if_range or self.headers.get('If-Range') in (None, etag)):
             start = int(match.group(1))
+            if start >= len(data):
+                self._send(416, b'')
+                return
             self.send_response(206)
             self.send_header('Content-Range', 'bytes %d-%d/%d' % (start, len(data) - 1, len(data)))
             data = data[start:]
@@ -139,6 +143,7 @@ def serving():
     server.files = {}
     server.requests = []
     server.ranges = True
+    server.if_range = True
     server.etags = True
     server.cuts = {}
     server.stalls = {}

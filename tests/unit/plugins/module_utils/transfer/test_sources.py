@@ -212,6 +212,17 @@ def test_http_file_changed_on_the_server_asks_for_a_restart(http_server, quick_r
     assert raised.value.reason == 'the file changed on the server (ETag was %s, is now %s)' % (old, new)
 
 
+def test_http_file_shorter_than_the_cut_asks_for_a_restart(http_server, quick_resumes):
+    http_server.files['/a.img'] = DATA
+    http_server.cuts['/a.img'] = [3000]
+    http_server.after_cut['/a.img'] = DATA[:100]  # shorter than what arrived: the range is unsatisfiable (416)
+    http_server.if_range = False  # a server that ignores If-Range answers with 416 instead of the new file
+    with opened(make_source(http_server.url + '/a.img')) as reader:
+        with pytest.raises(SourceRestart) as raised:
+            read_all(reader)
+    assert raised.value.reason == 'the server refused the range (416): the file is shorter now'
+
+
 def test_http_cuts_without_progress_give_up(http_server, quick_resumes):
     http_server.files['/a.img'] = DATA
     http_server.cuts['/a.img'] = [3000] + [0] * 10
