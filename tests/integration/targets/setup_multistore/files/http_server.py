@@ -10,6 +10,8 @@ Serves the files of ROOT on 127.0.0.1 on a free port chosen by the kernel, and w
 
     GET /truncated/NAME   announces the full Content-Length of ROOT/NAME, sends half of it, closes
     GET /slow/NAME        sends ROOT/NAME at about SLOW_RATE bytes/s (a transfer that lasts long enough to watch)
+    GET /cut-once/NAME    ROOT/NAME with an ETag and Range/If-Range support; the first answer for NAME is cut after half
+    GET /cut-norange/NAME the same cut the first time, but Range is ignored (every answer is the whole file)
     GET /shutdown         stops the server
 
 It also stops when ROOT disappears or after LIFETIME_SECONDS (default 600), so that a test run that
@@ -19,9 +21,11 @@ dies before its cleanup leaves no server behind.
 from __future__ import absolute_import, division, print_function
 
 import functools
+import hashlib
 import http.server
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -42,6 +46,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return self._send_truncated(self.path[len('/truncated/'):])
         if self.path.startswith('/slow/'):
             return self._send_slowly(self.path[len('/slow/'):])
+        for route in ('/cut-once/', '/cut-norange/'):
+            if self.path.startswith(route):
+                return self._send_cut_once(self.path[len(route):], ranges=route == '/cut-once/')
         return super().do_GET()
 
     def _send_text(self, status, body):
@@ -64,6 +71,36 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         with open(path, 'rb') as handle:
             self.wfile.write(handle.read(size // 2))
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send_cut_once(self, name, ranges):
+        path = os.path.join(self.directory, os.path.basename(name))
+        if not os.path.isfile(path):
+            self._send_text(404, b'not found\n')
+            return
+        with open(path, 'rb') as handle:
+            data = handle.read()
+        etag = '"%s"' % hashlib.sha1(data).hexdigest()[:16]
+        match = re.match(r'^bytes=(\d+)-$', self.headers.get('Range') or '')
+        start = 0
+        if ranges and match and self.headers.get('If-Range') in (None, etag) and int(match.group(1)) < len(data):
+            start = int(match.group(1))
+            self.send_response(206)
+            self.send_header('Content-Range', 'bytes %d-%d/%d' % (start, len(data) - 1, len(data)))
+        else:
+            self.send_response(200)
+        self.send_header('ETag', etag)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(len(data) - start))
+        self.end_headers()
+        key = (ranges, name)
+        if key in self.server.cut_done:
+            self.wfile.write(data[start:])
+            return
+        self.server.cut_done.add(key)
+        self.wfile.write(data[start:len(data) // 2])
         self.wfile.flush()
         self.close_connection = True
         self.connection.shutdown(socket.SHUT_RDWR)
@@ -111,6 +148,7 @@ def main():
     handler = functools.partial(Handler, directory=root)
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     server.daemon_threads = True
+    server.cut_done = set()  # (ranges, NAME) of the /cut-once/ and /cut-norange/ answers that were cut already
     info = {'port': server.server_address[1], 'closed_port': closed_port(), 'pid': os.getpid()}
     tmp = info_file + '.tmp'
     with open(tmp, 'w') as handle:
