@@ -239,8 +239,21 @@ class FileBlobs(Blobs):
 
     def put(self, key, data, what=None):
         path = self.path(key)
-        makedirs(os.path.dirname(path))
-        atomic_write(path, data)
+        for attempt in (1, 2, 3):
+            makedirs(os.path.dirname(path))
+            try:
+                atomic_write(path, data)
+                return
+            except OSError as exc:
+                # another run pruned the emptied directory between the two calls (prune): make it again
+                if exc.errno != errno.ENOENT or attempt == 3:
+                    raise
+
+    def prune(self, prefix):
+        try:
+            os.rmdir(self.path(prefix))
+        except OSError:
+            pass  # not empty (another image of that name), or gone already
 
     def stat(self, key, what=None):
         try:

@@ -124,6 +124,9 @@ class Blobs:
         """Delete every blob under ``prefix``, ``first`` before the others; False when there were none."""
         raise NotImplementedError
 
+    def prune(self, prefix):
+        """Drop ``prefix`` itself when no blob is left under it (a directory); nothing where prefixes are not things."""
+
     def replace(self, key, data, what=None):
         """Overwrite a blob in place (a damaged slice); put is atomic, so by default just that."""
         self.put(key, data, what)
@@ -416,6 +419,7 @@ class SliceRepository(Store):
         self.blobs.drop_locks(image_id)
         if record.get('name'):
             self.blobs.remove(name_prefix(record['name']) + image_id)
+            self.blobs.prune(name_prefix(record['name']))
             self._indexed.discard((image_id, record['name']))
         return True
 
