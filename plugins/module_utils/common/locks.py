@@ -5,8 +5,9 @@
 
 ``ExpiringLock`` is the per-image-per-store lock: a file created with O_EXCL holding its owner and an
 expiry. It survives on shared filesystems where flock is unreliable, and a crashed owner cannot block
-forever: the lock is broken when it expired or when its owner process is gone from this host. Glance
-learned the need the hard way (two close copy-image calls raced, bug 1884596).
+forever: the lock is broken when it expired or when its owner process is gone from this host (told by pid,
+start time and boot id, common/owners.py: a killed module's pid may be a zombie or reused). Glance learned
+the need the hard way (two close copy-image calls raced, bug 1884596).
 
 ``SliceGuard`` keeps slice garbage collection apart from imports: an import decides "this slice is
 already there, skip it", so no slice may vanish until its slice list is committed. Imports hold it
@@ -20,22 +21,16 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import time
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import owner_gone, pid_alive, this_process
 
 DEFAULT_TTL = 600
 DEFAULT_WAIT = 60
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
+# The cinder store's lease imports it under this name.
+_pid_alive = pid_alive
 
 
 class ExpiringLock:
@@ -48,8 +43,7 @@ class ExpiringLock:
         self.held = False
 
     def _content(self):
-        return {'token': self.token, 'host': socket.gethostname(), 'pid': os.getpid(),
-                'expires_at': time.time() + self.ttl}
+        return dict(this_process(), token=self.token, expires_at=time.time() + self.ttl)
 
     def _read(self):
         try:
@@ -65,9 +59,7 @@ class ExpiringLock:
                 return time.time() - os.stat(self.path).st_mtime > 5
             except OSError:
                 return True
-        if owner.get('expires_at', 0) < time.time():
-            return True
-        return owner.get('host') == socket.gethostname() and not _pid_alive(int(owner.get('pid', 0)))
+        return owner.get('expires_at', 0) < time.time() or owner_gone(owner)
 
     def _try_create(self):
         try:
@@ -107,6 +99,11 @@ class ExpiringLock:
     def busy(self):
         """True when some live run holds this lock now."""
         return os.path.exists(self.path) and not self._stale(self._read())
+
+    def abandoned(self):
+        """True when the lock is there and names a process of this host that is gone: its run was killed holding it."""
+        owner = self._read()
+        return owner is not None and owner_gone(owner)
 
     def refresh(self):
         """Push the expiry forward during a long transfer."""

@@ -16,13 +16,13 @@ __metaclass__ = type
 import getpass
 import os
 import random
-import socket
 import threading
 import time
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError, MultistoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_TTL, DEFAULT_WAIT, _pid_alive
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_TTL, DEFAULT_WAIT
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import owner_gone, this_process
 
 GUARD_DIR = 'locks/slices/'
 # The slice guard is kept alive by a heartbeat while its process runs (the engine never refreshes
@@ -47,10 +47,7 @@ _RELEASED_TOKENS = set()
 
 
 def _stale(owner):
-    if owner.get('expires_at', 0) < time.time() or owner.get('token') in _RELEASED_TOKENS:
-        return True
-    pid = owner.get('pid')
-    return owner.get('host') == socket.gethostname() and isinstance(pid, int) and pid > 0 and not _pid_alive(pid)
+    return owner.get('expires_at', 0) < time.time() or owner.get('token') in _RELEASED_TOKENS or owner_gone(owner)
 
 
 def _when(timestamp):
@@ -103,8 +100,7 @@ class Lease:
         self._beat = None
 
     def _content(self):
-        return {'token': self.token, 'owner': _user(), 'host': socket.gethostname(), 'pid': os.getpid(),
-                'expires_at': time.time() + self.ttl}
+        return dict(this_process(), token=self.token, owner=_user(), expires_at=time.time() + self.ttl)
 
     def _write(self, interrupted=False):
         self.blobs.write_json(self.key, self._content(), interrupted=interrupted)
@@ -179,6 +175,14 @@ class Lease:
     def busy(self):
         """True when some live run holds this lock now."""
         return self.held or bool(self._rivals(clean=False))
+
+    def abandoned(self):
+        """True when a lease here names a process of this host that is gone: its run was killed holding it."""
+        for key, _size in self.blobs.listing(self.directory):
+            owner = self.blobs.read_lease(key)
+            if owner is not None and self.conflicts(key[len(self.directory):]) and owner_gone(owner):
+                return True
+        return False
 
     def refresh(self):
         """Push the expiry forward during a long transfer."""

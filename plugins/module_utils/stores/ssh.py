@@ -53,8 +53,8 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores import 
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
 
 PACKAGE = 'ansible_collections.vmimages.multistore.plugins.module_utils'
-AGENT_MODULES = ('common.clock', 'common.errors', 'common.fs', 'common.locks', 'slices.slice_list', 'stores.base', 'stores.repository',
-                 'stores.file', 'stores.wire', 'stores.remote_methods', 'stores.agent')
+AGENT_MODULES = ('common.clock', 'common.errors', 'common.fs', 'common.locks', 'common.owners', 'slices.slice_list', 'stores.base',
+                 'stores.repository', 'stores.file', 'stores.wire', 'stores.remote_methods', 'stores.agent')
 # Reads the shipped code (one frame), imports the agent from it, then serves on stdin/stdout.
 BOOTSTRAP = (
     "import json,os,struct,sys,tempfile\n"
