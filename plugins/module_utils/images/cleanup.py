@@ -5,10 +5,12 @@
 
 Three kinds of leftovers, removed in this order:
 
-1. images whose record is not active (an import that was interrupted or failed) and whose image lock
+1. staging data of transfers that are not running (the backend knows its own: image directories without a
+   record and staging directories older than ``staging_max_age`` - or at once when their run was killed
+   holding the image lock - in a file store, images without a record in an rbd pool); first, because the
+   lock a killed run left behind is what tells its staging data apart, and step 2 clears it;
+2. images whose record is not active (an import that was interrupted or failed) and whose image lock
    is free, so no run is working on them: the record, the slice list and, in an rbd store, the image;
-2. staging data of transfers that are not running (the backend knows its own: staging directories
-   older than ``staging_max_age`` in a file store, images without a record in an rbd pool);
 3. slices that no slice list references, under the exclusive slice guard, so that no import can be
    deciding at the same time that such a slice is already there.
 
@@ -33,10 +35,10 @@ class StoreCleanup:
     def run(self, check_mode):
         self.store.ensure_readable()
         backend = self.store.backend
-        self._images(backend, check_mode)
         for what, size in backend.clean_staging(self.staging_max_age, check_mode):
             self.report['removed_staging'].append(what)
             self.report['released_bytes'] += size
+        self._images(backend, check_mode)
         self._slices(backend, check_mode)
         report = self.report
         return bool(report['removed_images'] or report['removed_staging'] or report['removed_slices']), report

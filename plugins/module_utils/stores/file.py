@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import (
     atomic_write, clone_range, fsync_dir, makedirs, remove_file, write_all)
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock, SliceGuard
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_WAIT, ExpiringLock, SliceGuard
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.repository import (
@@ -374,8 +374,8 @@ class FileBlobs(Blobs):
                 % (digest, reason or os.strerror(errno.ENOENT)))
 
     # ---- concurrency and leftovers
-    def lock(self, name, what):
-        return ExpiringLock(os.path.join(self.root, 'locks', '%s.lock' % name), what)
+    def lock(self, name, what, wait=DEFAULT_WAIT):
+        return ExpiringLock(os.path.join(self.root, 'locks', '%s.lock' % name), what, wait=wait)
 
     def guard(self, exclusive, **options):
         return SliceGuard(os.path.join(self.root, 'locks', 'slices.lock'), exclusive, **options)

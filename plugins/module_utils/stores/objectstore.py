@@ -87,7 +87,6 @@ def network_reason(exc):
 class ObjectBlobs(Blobs):
     """Blobs as the objects of one bucket; a subclass supplies the client library's primitives."""
 
-    atomic_removal = False
     kind = None
     # The client library's exception classes that call() turns into StoreError (set by subclasses).
     library_errors = ()
@@ -317,8 +316,8 @@ class ObjectBlobs(Blobs):
         return '%s is corrupt (%s): restore it from another store or remove the image' % (self.object_url(key), exc)
 
     # ---- concurrency and leftovers
-    def lock(self, name, what):
-        return Lease(self, 'locks/%s/' % name, '{token}', what, conflicts=lambda name: True)
+    def lock(self, name, what, wait=DEFAULT_WAIT):
+        return Lease(self, 'locks/%s/' % name, '{token}', what, conflicts=lambda name: True, wait=wait)
 
     def guard(self, exclusive, wait=DEFAULT_WAIT, beside_own=False):
         what = "the slices of store '%s'" % self.name

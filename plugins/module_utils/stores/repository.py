@@ -25,13 +25,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import functools
 import hashlib
 import json
 import time
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import dump_json
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_WAIT
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import Store, is_complete
 
@@ -90,10 +92,6 @@ class Blobs:
 
     ``what`` arguments say what the call is for ('read slice <digest>'), for back ends that put it in messages.
     """
-
-    # True when remove_tree hides a whole image at once (a rename); False when a removal is key by key and can
-    # be cut short: the repository then sweeps image keys without a record (store_cleanup).
-    atomic_removal = True
 
     # -- blobs
     def get(self, key, what=None):
@@ -188,8 +186,8 @@ class Blobs:
         return None
 
     # -- concurrency and what runs leave behind
-    def lock(self, name, what):
-        """The lock of one image: acquire/refresh/release/busy and a context manager."""
+    def lock(self, name, what, wait):
+        """The lock of one image, waited for ``wait`` seconds: acquire/refresh/release/busy/abandoned and a context manager."""
         raise NotImplementedError
 
     def guard(self, exclusive, **options):
@@ -331,35 +329,61 @@ class SliceRepository(Store):
         return set(name for name in names if len(name) == 64)
 
     def clean_staging(self, max_age, check_mode):
-        """Remove the leftovers of runs that are gone: whatever belongs to an image whose lock is busy stays, and
-        what a re-run would adopt stays until ``max_age`` old. Leftovers are a removal cut short (image keys without
-        a record, where a removal is key by key) and what the back end finds (staging data, probes, stale leases)."""
+        """Remove the leftovers of runs that are gone: image directories without a record (an import or a removal
+        cut short), and what the back end finds (staging data, probes, stale leases).
+
+        What belongs to one image is removed under that image's lock, taken without waiting (a live run keeps what
+        it holds), and looked at again first. Staged slices a re-run would adopt stay until ``max_age`` old, unless
+        their run was killed holding the lock: a lock naming a dead process of this host (common/owners.py) tells
+        that apart from a run that let go of it (Ctrl-C, a failure), which keeps its slices for a re-run."""
         removed = []
         now = time.time()
-        for leftover in self._cut_short() + list(self.blobs.leftovers(now, max_age)):
-            if leftover.born is not None and now - leftover.born < max_age:
+        leftovers = self._recordless() + list(self.blobs.leftovers(now, max_age))
+        young = [leftover for leftover in leftovers if leftover.born is not None and now - leftover.born < max_age]
+        # Looked at before anything is removed: removing one leftover of an image takes and drops its lock.
+        killed = set(leftover.image_id for leftover in young
+                     if leftover.image_id is not None and self.image_lock(leftover.image_id).abandoned())
+        for leftover in leftovers:
+            if leftover in young and leftover.image_id not in killed:
                 continue
-            if leftover.image_id is not None and self.image_lock(leftover.image_id).busy():
+            if leftover.image_id is None:
+                size = leftover.size()
+                if not check_mode:
+                    leftover.remove()
+                removed.append((leftover.name, size))
+                continue
+            lock = self.image_lock(leftover.image_id, wait=0)
+            if lock.busy():
                 continue
             size = leftover.size()
             if not check_mode:
-                leftover.remove()
+                try:
+                    with lock:
+                        if leftover.remove() is False:
+                            continue  # a run made it whole meanwhile
+                except LockError:
+                    continue  # a run took the lock meanwhile
             removed.append((leftover.name, size))
         return removed
 
-    def _cut_short(self):
-        if self.blobs.atomic_removal:
-            return []
-        images = {}
+    def _recordless(self):
+        """Image directories without a record: a removal cut short (where removal goes key by key), or an import
+        killed before its placeholder record was in place (its directory holds a temporary file at most)."""
+        sizes = {}
         for key, size in self.blobs.list(IMAGES):
-            images.setdefault(key.split('/')[1], []).append((key, size))
+            sizes[key.split('/')[1]] = sizes.get(key.split('/')[1], 0) + size
         found = []
-        for image_id, blobs in sorted(images.items()):
-            if not any(key.endswith('/record.json') for key, _size in blobs):
-                found.append(Leftover('images/%s (no record)' % image_id, image_id, None,
-                                      lambda blobs=blobs: sum(size for _key, size in blobs),
-                                      lambda image_id=image_id: self.blobs.remove_tree(image_prefix(image_id), record_key(image_id))))
+        for image_id in self.image_ids():
+            if self.blobs.stat(record_key(image_id)) is None:
+                found.append(Leftover('images/%s (no record)' % image_id, image_id, None, lambda size=sizes.get(image_id, 0): size,
+                                      functools.partial(self._remove_recordless, image_id)))
         return found
+
+    def _remove_recordless(self, image_id):
+        if self.blobs.stat(record_key(image_id)) is not None:
+            return False
+        self.blobs.remove_tree(image_prefix(image_id), record_key(image_id))
+        return True
 
     # ---- images
     def image_ids(self):
@@ -424,8 +448,8 @@ class SliceRepository(Store):
         return True
 
     # ---- concurrency
-    def image_lock(self, image_id):
-        return self.blobs.lock(image_id, "image %s in store '%s'" % (image_id, self.name))
+    def image_lock(self, image_id, wait=DEFAULT_WAIT):
+        return self.blobs.lock(image_id, "image %s in store '%s'" % (image_id, self.name), wait=wait)
 
     def slice_guard(self, exclusive, **options):
         return self.blobs.guard(exclusive, **options)

@@ -4,13 +4,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import time
 
 import pytest
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import sources
 
-from image_files import stored_slices
+from image_files import leftovers, stored_slices
+from killed_run import kill_group, start_paused
 
 
 def interrupt_after(monkeypatch, reads):
@@ -80,3 +82,54 @@ def test_failed_records_and_unreferenced_slices_go_live_transfers_stay(registry,
     kept = [image_id for image_id, record in store.read_records().items() if record.get('name') == 'keep'][0]
     assert all(store.has_slice(digest) for digest in store.read_slice_list(kept).digests())
     assert image_request(name='keep', src=keep, stores=['central']).present(check_mode=False) is False
+
+
+def only(path, directory):
+    names = os.listdir(os.path.join(path, directory))
+    assert len(names) == 1, names
+    return names[0]
+
+
+def test_a_killed_import_is_resumed_at_once_though_its_pid_is_a_zombie(registry, declare, image_request, make_raw):
+    """kill -9 of a real import's process group while it stages slices: the re-run neither waits on the dead run's
+    lock (its pid is a zombie: kill(pid, 0) still reaches it) nor sends again what it had staged."""
+    path = declare('central')
+    src = make_raw('a.raw', list(range(1, 9)))
+    run, pid = start_paused(registry, 'img', src, ['central'], 'slices:3')
+    image_id = only(path, 'images')
+    assert only(path, 'staging') == '%s.partial' % image_id and os.path.exists(os.path.join(path, 'locks', '%s.lock' % image_id))
+    kill_group(run)
+    try:
+        os.kill(pid, 0)  # still "there" for the old check
+        started = time.time()
+        again = image_request(name='img', src=src, stores=['central'])
+        assert again.present(check_mode=False)
+        assert time.time() - started < 5
+        assert again.image_id == image_id and 'resumed: ' in again.actions[-1]
+    finally:
+        run.wait()
+    assert leftovers(path) == ['images/%s' % image_id]
+    assert cleanup(registry, 'central')[0] is False
+
+
+@pytest.mark.parametrize('point', ['record', 'slices:3'])
+def test_store_cleanup_removes_what_a_killed_import_left(registry, declare, make_raw, point):
+    """Killed before its record was in place (a directory holding a temporary file, and a lock), or while staging
+    (an 'importing' record, staged slices, a lock): store_cleanup removes all of it at once, and says so."""
+    path = declare('central')
+    src = make_raw('a.raw', list(range(1, 9)))
+    run, _pid = start_paused(registry, 'img', src, ['central'], point)
+    image_id = only(path, 'images')
+    # while the run lives, nothing of it is touched, however old (store_cleanup would wait for its slice guard)
+    assert registry.open('central').backend.clean_staging(0, check_mode=False) == [] and leftovers(path) != []
+    kill_group(run)
+    run.wait()
+    expected_staging = ['images/%s (no record)' % image_id] if point == 'record' else ['staging/%s.partial' % image_id]
+    expected_images = [] if point == 'record' else [image_id]
+    changed, report = cleanup(registry, 'central', check_mode=True)
+    assert changed is True and report['removed_staging'] == expected_staging and report['removed_images'] == expected_images
+    assert leftovers(path) != []
+    changed, report = cleanup(registry, 'central')
+    assert changed is True and report['removed_staging'] == expected_staging and report['removed_images'] == expected_images
+    assert leftovers(path) == [] and stored_slices(path) == []
+    assert cleanup(registry, 'central')[0] is False

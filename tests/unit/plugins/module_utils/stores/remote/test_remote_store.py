@@ -13,11 +13,14 @@ import pytest
 from ansible.module_utils.common.warnings import get_warning_messages
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError, TransferInterrupted
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import read_json
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import choose_address
 
 from image_files import leftovers, slice_bytes, stored_slices
+from killed_run import kill_group, start_paused
 
 
 def test_remote_store_reports_connected_with_capacity(remote_store, registry):
@@ -203,3 +206,25 @@ def test_an_abandoned_slice_stream_does_not_confuse_later_calls(remote_store, im
     assert backend.read_record(Catalog(registry).find(name='a').id)['name'] == 'a'
     assert backend.missing_slices(digests) == []
     assert [d for d, _view in backend.read_slices(digests[:3])] == digests[:3]
+
+
+def test_a_killed_run_leaves_a_lock_of_the_agent_that_the_store_host_breaks_at_once(remote_store, registry, image_request, make_raw):
+    """The lock of a file store over SSH is taken by the agent on the store host: it names the agent's process, and
+    whether that process is gone is asked there. A kill -9 of the controller's run ends the agent (its channel
+    closes) and the re-run neither waits nor sends again what had arrived."""
+    path = remote_store('central')
+    src = make_raw('a.raw', list(range(1, 9)))
+    run, pid = start_paused(registry, 'img', src, ['central'], 'remote:4')
+    image_id = os.listdir(os.path.join(path, 'images'))[0]
+    owner = read_json(os.path.join(path, 'locks', '%s.lock' % image_id))
+    assert owner['pid'] != pid and 'started' in owner  # the agent's identity on the store host
+    kill_group(run)
+    run.wait()
+    deadline = time.time() + 10
+    while not ExpiringLock(os.path.join(path, 'locks', '%s.lock' % image_id), 'x').abandoned() and time.time() < deadline:
+        time.sleep(0.1)  # sshd closes the agent's channel
+    started = time.time()
+    again = image_request(name='img', src=src, stores=['central'])
+    assert again.present(check_mode=False) and again.image_id == image_id
+    assert time.time() - started < 10
+    assert leftovers(path) == ['images/%s' % image_id]
