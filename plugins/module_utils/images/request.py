@@ -244,7 +244,8 @@ class ImageRequest:
             record = dict(record, status='active')
         self.after = self._summary(dict(record, **updates), active + [store.name for store in missing])
         changed = bool(missing or updates or reactivate)
-        policy.check_raw_only(record, view.id, missing)
+        if active:  # a copy; a re-import from src (every earlier attempt failed) converts as any import does
+            policy.check_raw_only(record, view.id, missing)
         if missing:
             missing = self._usable(missing)
         if reactivate and not check_mode:
