@@ -10,7 +10,7 @@ Layout in the pool (the one Glance's rbd driver uses, so Nova and Cinder can clo
     image metadata multistore.record  the image record (Glance fields), written last
     multistore.json               (RADOS object) the store identity
     multistore.slices.<id>        (RADOS object) the slice list: which 4 MiB ranges hold which sha256
-    multistore.lock.<id>          (RADOS object) carries the image lock (a cls_lock with a duration)
+    multistore.lock.<id>          (RADOS object) carries the image lock (a cls_lock with a duration) and its owner
 
 An RBD store is position-addressed: no content addressing and no dedup between images (RBD has COW
 clones for that). The slice list is kept anyway so that copies to slice stores, exports and checks
@@ -19,6 +19,7 @@ verify every 4 MiB range against its sha256, exactly as for the other stores.
 A write goes: create the image (record 'importing'), asynchronous writes at each slice's offset,
 flush, resize to the exact size, slice list, snapshot ``snap`` protected, then the record 'active'.
 Python's librbd binding releases the GIL in its calls, and aio_write keeps several writes in flight.
+The writer (with the adoption of what a killed run wrote) is in rbd_writer.py, the lock in rbd_lock.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,9 +30,6 @@ import errno
 import hashlib
 import json
 import os
-import socket
-import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,20 +40,15 @@ try:
 except ImportError:  # checked when the store is used, with a clear message
     HAS_RBD = False
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, LockError, StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE, SliceList, is_zero
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import (
-    NoSliceGuard, SliceWriter, Store, is_complete, put_positions, slice_positions)
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import NoSliceGuard, Store, is_complete
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.rbd_lock import RbdLock
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.rbd_writer import RbdSliceWriter
 
 IDENTITY_OBJECT = 'multistore.json'
 RECORD_KEY = 'multistore.record'
 SNAPSHOT = 'snap'
-LOCK_NAME = 'vmimages.multistore'
-LOCK_TTL = 60
-LOCK_WAIT = 75
-REFRESH_SECONDS = 10
-IN_FLIGHT = 16
-GROW_STEP = 1 << 30
 CONNECT_TIMEOUT = 10
 # Reads in flight during a verify (librbd is thread-safe and releases the GIL).
 VERIFY_READS = 4
@@ -66,193 +59,6 @@ def _uuid_like(name):
         return str(uuid.UUID(name)) == name
     except ValueError:
         return False
-
-
-class RbdLock:
-    """The image lock of an RBD store: an exclusive cls_lock on a RADOS object, with a duration.
-
-    The OSD drops the lock when its duration runs out, so a crashed run blocks others for at most
-    LOCK_TTL seconds (the python binding cannot list or break another client's lock, so a lock is
-    never broken early); a waiting run waits longer than that. The holder renews it while it works.
-    """
-
-    def __init__(self, store, image_id, ttl=LOCK_TTL, wait=LOCK_WAIT):
-        self.store = store
-        self.key = 'multistore.lock.%s' % image_id
-        self.what = "image %s in store '%s'" % (image_id, store.name)
-        self.ttl = ttl
-        self.wait = wait
-        self.cookie = '%s:%d:%s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex)
-        self.refreshed = 0
-        self.held = False
-
-    def _take(self, cookie, duration, renew=False):
-        ioctx = self.store.ioctx()
-        try:
-            ioctx.lock_exclusive(self.key, LOCK_NAME, cookie, desc=self.what, duration=duration, flags=1 if renew else 0)
-            return True
-        except (rados.ObjectBusy, rados.ObjectExists):
-            return False
-
-    def __enter__(self):
-        deadline = time.time() + self.wait
-        while True:
-            try:
-                if self._take(self.cookie, self.ttl):
-                    self.held = True
-                    return self
-            except rados.Error as exc:
-                raise self.store.error('cannot lock %s' % self.what, exc)
-            if time.time() >= deadline:
-                raise LockError('%s is locked by another run (waited %d s): try again when it has finished' % (self.what, self.wait))
-            time.sleep(0.5)
-
-    def refresh(self):
-        if self.held:
-            self.refreshed = time.time()
-            try:
-                self._take(self.cookie, self.ttl, renew=True)
-            except rados.Error:
-                pass  # the next refresh tries again; the duration covers several refresh periods
-
-    def busy(self):
-        """True when another run holds the lock now."""
-        probe = '%s:%d:%s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex)
-        try:
-            if not self._take(probe, 1):
-                return True
-            self.store.ioctx().unlock(self.key, LOCK_NAME, probe)
-        except rados.Error:
-            return False
-        return False
-
-    def __exit__(self, *exc_info):
-        if self.held:
-            self.held = False
-            try:
-                ioctx = self.store.ioctx()
-                ioctx.unlock(self.key, LOCK_NAME, self.cookie)
-                ioctx.remove_object(self.key)
-            except rados.Error:
-                pass  # expires on its own
-        return False
-
-
-class RbdSliceWriter(SliceWriter):
-    """Writes slices at their offsets in the image ``<id>`` with aio_write, a bounded number in flight."""
-
-    def __init__(self, store, image_id):
-        self.store = store
-        self.image_id = image_id
-        self.new_bytes = 0
-        self.positions = None
-        self.pending = []
-        self.failure = None
-        self.image = store.open_image(image_id)
-        if self.image.size():
-            # Data of an earlier, interrupted attempt: start from an empty image (an active image is never a target).
-            self.image.resize(0)
-        self.size = 0
-
-    def staged_digests(self):
-        return []
-
-    def copy_inside_backend(self, source_backend, keep_alive=None):
-        """Same cluster: librbd deep copy of the source's snapshot (data never passes through Python).
-
-        The copy runs in a thread (librbd releases the GIL) while this one calls ``keep_alive`` every few
-        seconds, so the image locks stay renewed through a long copy.
-        """
-        if not self.store.same_cluster(source_backend):
-            return False
-        placeholder = self.store.read_record(self.image_id)
-        self._close()
-        outcome = []
-
-        def copy():
-            try:
-                self.store.deep_copy_from(source_backend, self.image_id)
-                outcome.append(None)
-            except BaseException as exc:  # handed to the calling thread
-                outcome.append(exc)
-        worker = threading.Thread(target=copy)
-        worker.daemon = True
-        worker.start()
-        while worker.is_alive():
-            worker.join(REFRESH_SECONDS)
-            if worker.is_alive() and keep_alive is not None:
-                keep_alive()
-        if outcome and outcome[0] is not None:
-            raise outcome[0]
-        # The deep copy carried the source's metadata (an active record): until the seal, this copy is importing.
-        self.store.write_record(self.image_id, placeholder)
-        self.new_bytes = 0
-        return True
-
-    def plan(self, slice_list):
-        self.positions = slice_positions(slice_list)
-        self._grow(slice_list.size, exact=True)
-
-    def _grow(self, needed, exact=False):
-        if needed <= self.size:
-            return
-        size = needed if exact else max(needed, min(self.size * 2, self.size + 8 * GROW_STEP), GROW_STEP)
-        self._wait(0)
-        self.image.resize(size)
-        self.size = size
-
-    def _done(self, completion):
-        if completion.get_return_value() < 0 and self.failure is None:
-            self.failure = -completion.get_return_value()
-
-    def _wait(self, keep):
-        while len(self.pending) > keep:
-            self.pending.pop(0).wait_for_complete_and_cb()
-        if self.failure is not None:
-            raise StoreError("store '%s': write to rbd image %s failed: %s" % (self.store.name, self.image_id, os.strerror(self.failure)))
-
-    def put(self, digest, data, index=None):
-        indexes = put_positions(self.positions, digest, index, 'an rbd')
-        if not indexes:
-            return False
-        data = bytes(data)
-        slice_size = self.store.slice_size
-        try:
-            self._grow(indexes[-1] * slice_size + len(data))
-            for position in indexes:
-                self._wait(IN_FLIGHT - 1)
-                self.pending.append(self.image.aio_write(data, position * slice_size, self._done))
-                self.new_bytes += len(data)
-        except rbd.Error as exc:
-            raise self.store.error('write to rbd image %s failed' % self.image_id, exc)
-        return True
-
-    def commit(self):
-        if self.image is None:
-            return  # copied inside the backend
-        try:
-            self._wait(0)
-            self.image.flush()
-        except rbd.Error as exc:
-            raise self.store.error('flush of rbd image %s failed' % self.image_id, exc)
-        finally:
-            self._close()
-
-    def abort(self, keep=False):
-        """Stop writing; the engine removes the image (its record is not active). Nothing to adopt later."""
-        try:
-            self._wait(0)
-        except StoreError:
-            pass
-        self._close()
-
-    def _close(self):
-        if self.image is not None:
-            try:
-                self.image.close()
-            except rbd.Error:
-                pass
-            self.image = None
 
 
 class RbdStore(Store):
@@ -629,6 +435,18 @@ class RbdStore(Store):
         self.write_record(child_id, dict(record, status='importing'))
         self.write_slice_list(child_id, slice_list)
         self.write_record(child_id, record)
+
+    def break_dead_client(self, image_id, client):
+        """Break the exclusive lock that ``client`` (the address of a dead run's Ceph client) holds on the image."""
+        if not client:
+            return
+        try:
+            with rbd.Image(self.ioctx(), image_id) as image:
+                for owner in image.lock_get_owners():
+                    if owner['owner'].rsplit('/', 1)[-1] == client.rsplit('/', 1)[-1]:  # the same client nonce
+                        image.lock_break(owner['mode'], owner['owner'])
+        except rbd.Error:
+            pass  # no image yet, or a user without the blocklist cap: librbd waits for the client's watch to time out
 
     # ---- concurrency
     def image_lock(self, image_id):

@@ -5,8 +5,8 @@
 
 POINT: ``record`` - the placeholder record is being written into a file store (its temporary file is there, the
 record is not); ``slices:N`` - N slices are staged in a file store; ``remote:N`` - N slices are sent to a file
-store over SSH. There it prints ``PAUSED <pid>`` and sleeps until killed; a run
-that is not stopped prints ``DONE``.
+store over SSH; ``rbd:N`` - N slices are written into an rbd image. There it prints ``PAUSED <pid>`` and sleeps
+until killed; a run that is not stopped prints ``DONE``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -51,9 +51,12 @@ def stop_at(point):
     kind, count = point.split(':')
     if kind == 'slices':
         writer_class = file_store.FileSliceWriter
-    else:
+    elif kind == 'remote':
         from ansible_collections.vmimages.multistore.plugins.module_utils.stores import ssh
         writer_class = ssh.RemoteSliceWriter
+    else:
+        from ansible_collections.vmimages.multistore.plugins.module_utils.stores import rbd_writer
+        writer_class = rbd_writer.RbdSliceWriter
     original_put = writer_class.put
     puts = []
 
@@ -61,6 +64,9 @@ def stop_at(point):
         written = original_put(self, *args, **kwargs)
         puts.append(written)
         if len(puts) >= int(count):
+            if kind == 'rbd':
+                self._wait(0)  # what was written so far reached the cluster, as it has after a while of writing
+                self.image.flush()
             pause()
         return written
     writer_class.put = put

@@ -17,6 +17,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import rbd as rbd_store
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import rbd_lock
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
 
 from rbd_params import rbd_params
@@ -243,7 +244,7 @@ def test_image_lock_excludes_a_second_owner_and_a_dead_owner_is_broken(registry,
     store = registry.open('ceph').backend
     image_id = str(uuid.uuid4())
     with store.image_lock(image_id) as held:
-        other = rbd_store.RbdLock(registry.open('ceph').backend, image_id, wait=1)
+        other = rbd_lock.RbdLock(registry.open('ceph').backend, image_id, wait=1)
         assert other.busy()
         with pytest.raises(LockError):
             with other:
@@ -251,11 +252,11 @@ def test_image_lock_excludes_a_second_owner_and_a_dead_owner_is_broken(registry,
         held.refresh()
     assert not store.image_lock(image_id).busy()
     # A lock its owner never released (a crashed run) expires after its duration (here 2 s)
-    crashed = rbd_store.RbdLock(store, image_id, ttl=2)
+    crashed = rbd_lock.RbdLock(store, image_id, ttl=2)
     crashed.__enter__()
     crashed.held = False  # never unlocked, never renewed
     assert store.image_lock(image_id).busy()
-    with rbd_store.RbdLock(store, image_id, wait=10):
+    with rbd_lock.RbdLock(store, image_id, wait=10):
         pass
 
 
@@ -280,7 +281,7 @@ def test_cleanup_removes_leftovers_of_interrupted_imports(registry, declare_rbd,
     kept = make_raw('kept.raw', [61])
     assert image_request(name=unique('kept'), src=kept, stores=['ceph']).present(check_mode=False)
     half, bare, alone, busy = (str(uuid.uuid4()) for dummy in range(4))
-    crashed = rbd_store.RbdLock(store, half, ttl=1)
+    crashed = rbd_lock.RbdLock(store, half, ttl=1)
     crashed.__enter__()
     store.write_record(half, {'id': half, 'status': 'importing'})
     writer = store.slice_writer(half)
@@ -294,7 +295,7 @@ def test_cleanup_removes_leftovers_of_interrupted_imports(registry, declare_rbd,
     with store.image_lock(busy):
         import time
         deadline = time.time() + 30
-        while rbd_store.RbdLock(store, half).busy() and time.time() < deadline:
+        while rbd_lock.RbdLock(store, half).busy() and time.time() < deadline:
             time.sleep(0.5)  # the OSD expires a 1 s lock within a few seconds
         changed, report = StoreCleanup(registry.open('ceph'), 86400).run(check_mode=True)
         assert changed is True and half in report['removed_images']
