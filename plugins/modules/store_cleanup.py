@@ -16,8 +16,10 @@ description:
   - Images whose record is not C(active) (an import that was interrupted or failed, listed by
     M(vmimages.multistore.image_info) in C(failed_import)) and whose image lock is free.
   - Staging data of transfers that are not running. In a file store, staged slices older than I(staging_max_age)
-    (until then a re-run of the same import adopts them and sends only what is missing). In an rbd pool, images
-    named by an id with no record and slice-list objects whose image is gone.
+    (until then a re-run of the same import adopts them and sends only what is missing), or at once when their run
+    was killed holding the image lock (the lock names a process of this host that is gone); image directories
+    without a record (an import killed before its record was written), listed as C(images/<id> (no record)). In an
+    rbd pool, images named by an id with no record and slice-list objects whose image is gone.
   - Slices that no image's slice list references (file, s3 and swift stores), under the exclusive slice guard, so
     no import can be relying on them at that moment.
   - Locks are taken in the same order as imports and deletions, so it is safe to run next to other playbooks.
@@ -40,7 +42,9 @@ options:
     type: list
     elements: str
   staging_max_age:
-    description: Seconds after which the staged slices of an interrupted transfer are removed rather than kept for a re-run.
+    description:
+      - Seconds after which the staged slices of an interrupted transfer are removed rather than kept for a re-run.
+      - The staged slices of a run that was killed (its image lock names a dead process of this host) go at once.
     type: int
     default: 86400
   verify:
