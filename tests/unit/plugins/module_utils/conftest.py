@@ -57,3 +57,16 @@ def http_server():
     """A real HTTP server on 127.0.0.1 in a thread (http_test_server.py): ``files``, routes and faults."""
     with serving() as server:
         yield server
+
+
+@pytest.fixture
+def locks_never_wait(monkeypatch):
+    """Every ExpiringLock (file-store image locks, in this process) gives up at once on a lock it finds taken:
+    a test that must not wait on a dead run's lock fails with the lock's own message instead of being slow."""
+    from ansible_collections.vmimages.multistore.plugins.module_utils.common import locks
+    acquire = locks.ExpiringLock.acquire
+
+    def acquire_without_waiting(self):
+        self.wait = 0
+        return acquire(self)
+    monkeypatch.setattr(locks.ExpiringLock, 'acquire', acquire_without_waiting)

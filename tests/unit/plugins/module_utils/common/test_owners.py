@@ -60,9 +60,8 @@ def test_a_lock_held_by_a_zombie_is_broken_at_once(tmp_path):
             json.dump(dict(this_process(), pid=child.pid, started=state[1], token='old', expires_at=time.time() + 600), handle)
         lock = ExpiringLock(path, 'image x', wait=0)
         assert lock.abandoned() and not lock.busy()
-        started = time.time()
-        with lock:
-            assert time.time() - started < 1
+        with lock:  # wait=0: taken at once, or LockError
+            assert lock.held
     finally:
         child.wait()
 

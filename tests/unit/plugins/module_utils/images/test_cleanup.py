@@ -4,7 +4,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import time
 
 import pytest
 
@@ -90,7 +89,7 @@ def only(path, directory):
     return names[0]
 
 
-def test_a_killed_import_is_resumed_at_once_though_its_pid_is_a_zombie(registry, declare, image_request, make_raw):
+def test_a_killed_import_is_resumed_at_once_though_its_pid_is_a_zombie(registry, declare, image_request, make_raw, locks_never_wait):
     """kill -9 of a real import's process group while it stages slices: the re-run neither waits on the dead run's
     lock (its pid is a zombie: kill(pid, 0) still reaches it) nor sends again what it had staged."""
     path = declare('central')
@@ -101,10 +100,8 @@ def test_a_killed_import_is_resumed_at_once_though_its_pid_is_a_zombie(registry,
     kill_group(run)
     try:
         os.kill(pid, 0)  # still "there" for the old check
-        started = time.time()
         again = image_request(name='img', src=src, stores=['central'])
-        assert again.present(check_mode=False)
-        assert time.time() - started < 5
+        assert again.present(check_mode=False)  # locks_never_wait: a lock judged live would fail here
         assert again.image_id == image_id and 'resumed: ' in again.actions[-1]
     finally:
         run.wait()
