@@ -6,7 +6,6 @@ __metaclass__ = type
 import errno
 import filecmp
 import os
-import time
 
 import pytest
 
@@ -56,14 +55,12 @@ def test_fs_clone_range_shares_blocks_on_xfs_and_is_refused_on_ext4(xfs_dir, tmp
         assert fs.clone_range(source.fileno(), 0, SLICE_SIZE, dest.fileno(), 0) == errno.EXDEV
 
 
-def test_export_on_the_same_xfs_clones_byte_identical_sparse_and_fast(registry, xfs_image, xfs_dir):
+def test_export_on_the_same_xfs_clones_byte_identical_sparse_and_shared(registry, xfs_image, xfs_dir):
     dest = os.path.join(xfs_dir, 'out.raw')
     os.sync()
     free = free_bytes(xfs_dir)
     export = exporter(registry, 'disk', dest)
-    started = time.time()
     export.run()
-    elapsed = time.time() - started
     os.sync()
     assert export.method == 'reflink' and export.describe()['method'] == 'reflink'
     assert filecmp.cmp(xfs_image, dest, shallow=False)
@@ -71,7 +68,6 @@ def test_export_on_the_same_xfs_clones_byte_identical_sparse_and_fast(registry, 
     stat = os.stat(dest)
     assert stat.st_size == os.path.getsize(xfs_image)
     assert stat.st_blocks * 512 < stat.st_size - 3 * SLICE_SIZE  # the 4 zero slices are holes
-    assert elapsed < 5, elapsed  # 49 ioctls; measured 10-20 ms here
     shared = shared_extents(dest)
     assert shared is None or shared >= 1
     assert not exporter(registry, 'disk', dest).needs_export()

@@ -425,7 +425,6 @@ def test_a_stopped_radosgw_reads_as_disconnected_and_everything_is_intact_after(
     before = backend.stats()
     endpoint = ceph_cluster['rgw_endpoint']
     with rgw_stopped(ceph_cluster):
-        started = time.time()
         store = registry.open('objects')
         assert store.identity is None and store.status() == 'disconnected'
         assert "cannot reach %s" % endpoint in store.unreachable and "'%s'" % bucket_of_backend(backend) in store.unreachable
@@ -437,7 +436,6 @@ def test_a_stopped_radosgw_reads_as_disconnected_and_everything_is_intact_after(
             image_request(name='b', src=make_raw('b.raw', [4]), stores=['objects']).present(False)
         assert 'Traceback' not in str(failure.value)
         assert Catalog(registry).find(name='a') is None  # the only store holding it is not reachable
-        assert time.time() - started < 30
     assert registry.open('objects').status() == 'connected'
     assert backend.stats() == before
     assert export(registry, 'a', 'objects', str(tmp_path / 'out.raw')) == sha512_of(src)
