@@ -25,7 +25,7 @@ import time
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import owner_gone, pid_alive, this_process
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import owner_gone, pid_alive, running_here, this_process
 
 DEFAULT_TTL = 600
 DEFAULT_WAIT = 60
@@ -89,11 +89,12 @@ class ExpiringLock:
                     pass
                 continue
             if time.time() >= deadline:
+                command = running_here(owner)
                 raise LockError(
-                    '%s is locked by %s (pid %s) until %s: another run is working on it; retry later, or remove %s '
+                    '%s is locked by %s (pid %s) until %s: another run is working on it%s; retry later, or remove %s '
                     'if that run is gone' % (self.what, owner.get('host'), owner.get('pid'),
                                              time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(owner.get('expires_at', 0))),
-                                             self.path))
+                                             ' (it runs on this host now: %s)' % command if command else '', self.path))
             time.sleep(0.2)
 
     def busy(self):

@@ -102,3 +102,16 @@ def owner_gone(owner):
         return False  # another container with this host name: its pids mean nothing here
     started = owner.get('started')
     return not pid_alive(pid, started if isinstance(started, int) else None)
+
+
+def running_here(owner):
+    """The command line of the owner's process when it runs on this host now (a live run: wait for it or stop it),
+    else None. A kill of ansible-playbook alone leaves its modules running (Ansible's workers call setsid)."""
+    pid = owner.get('pid')
+    if owner.get('host') != socket.gethostname() or not isinstance(pid, int) or pid <= 0 or owner_gone(owner):
+        return None
+    namespace = owner.get('pid_ns')
+    if namespace and namespace != _pid_namespace():
+        return None
+    command = (_read('/proc/%d/cmdline' % pid) or '').replace('\0', ' ').strip()
+    return (command[:117] + '...' if len(command) > 120 else command) or None

@@ -10,6 +10,9 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import (
     owner_gone, pid_alive, process_state, this_process)
@@ -72,3 +75,21 @@ def test_a_lock_of_a_live_owner_elsewhere_is_kept_until_it_expires(tmp_path):
         json.dump(dict(this_process(), host='elsewhere', token='old', expires_at=time.time() + 600), handle)
     lock = ExpiringLock(path, 'image x', wait=0)
     assert lock.busy() and not lock.abandoned()
+
+
+def test_a_lock_of_a_live_process_here_says_which_command_holds_it(tmp_path):
+    """What an operator sees when a killed ansible-playbook left its module running: the command still holding it."""
+    path = str(tmp_path / 'img.lock')
+    child = subprocess.Popen(['sleep', '600'])
+    try:
+        state = process_state(child.pid)
+        with open(path, 'w') as handle:
+            json.dump(dict(this_process(), pid=child.pid, started=state[1], token='old', expires_at=time.time() + 600), handle)
+        with pytest.raises(LockError, match=r'another run is working on it \(it runs on this host now: sleep 600\); retry later'):
+            ExpiringLock(path, 'image x', wait=0).acquire()
+    finally:
+        child.kill()
+        child.wait()
+    # gone: no command named, and the lock is broken
+    with ExpiringLock(path, 'image x', wait=0) as lock:
+        assert lock.held
