@@ -19,12 +19,14 @@ PYTEST_ARGS ?=
 TARGETS ?=
 SANITY_ARGS ?=
 
-.PHONY: help setup test unit integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph cinder-up cinder-down cinder-test cinder ee runner sanity lint demo bench build constraints clean distclean
+.PHONY: help setup test unit faults torture integration lab lab-test molecule lab-up lab-down ceph-up ceph-down ceph-test ceph cinder-up cinder-down cinder-test cinder ee runner sanity lint demo bench build constraints clean distclean
 
 help:
 	@echo "make setup        Debian packages + .venv (pinned requirements) + collection symlink"
 	@echo "make test         setup, labs, then unit, integration, lab, ceph, cinder, ee, runner, sanity, lint; summary (what CI runs)"
 	@echo "make unit         pytest tests/unit              [PYTEST_ARGS=...]"
+	@echo "make faults       pytest tests/faults: kill -9 at a sample of points, concurrent runs, full disk (root; ~5 min)"
+	@echo "make torture      tests/faults' kill -9 points at full size (KILL_POINTS=210, seed KILL_SEED; ~40 min)"
 	@echo "make integration  ansible-test integration       [TARGETS='name ...']"
 	@echo "make lab-test     pytest tests/lab: real hosts in the nspawn lab (root; ~10 s warm, ~100 s cold base build)"
 	@echo "make molecule     molecule test of roles/store_host and roles/image_catalog on the lab (root; ~5 min)"
@@ -53,6 +55,15 @@ unit: $(SETUP)
 	@rc=0; $(BIN)/python -m pytest tests/unit $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "unit: no unit tests collected yet (tests/unit/**/test_*.py)"; rc=0; fi; \
 	exit $$rc
+
+# the `faults` suite of `make test`: a sample of the kill -9 points (KILL_POINTS), concurrent playbooks, full disks
+faults: $(SETUP)
+	$(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
+
+# the long run of the kill -9 points; KILL_SEED=N repeats a run (each point prints its seed)
+KILL_POINTS ?= 210
+torture: $(SETUP)
+	KILL_POINTS=$(KILL_POINTS) $(BIN)/python -m pytest tests/faults/test_kill_points.py $(PYTEST_ARGS)
 
 integration: $(SETUP)
 	@bash scripts/run-integration.sh $(TARGETS)

@@ -5,6 +5,7 @@
 #   labs         one real Ceph and one real Cinder on it for every suite below (CEPH_LAB_DIR, CINDER_LAB_DIR):
 #                started once, stopped and purged at the end (a suite whose lab is not healthy starts its own)
 #   unit         pytest tests/unit (the rbd/s3/swift tests start a real single-node Ceph for the session)
+#   faults       pytest tests/faults: kill -9 of real playbooks at a sample of points, concurrent playbooks, full disks
 #   integration  ansible-test integration (scripts/run-integration.sh; starts a Ceph for needs/ceph targets)
 #   lab          pytest tests/lab + molecule (nspawn hosts)
 #   ceph         pytest tests/ceph: the Ceph lab itself and the store_host role's Ceph client set-up
@@ -24,7 +25,7 @@ cd "$ROOT" || exit 1
 
 MAKE="${MAKE:-make}"
 LOGDIR="$ROOT/tests/output/logs"
-SUITES=(unit integration lab ceph cinder ee runner sanity lint)
+SUITES=(unit faults integration lab ceph cinder ee runner sanity lint)
 
 declare -A status seconds
 banner() { printf '\n==================== %s ====================\n' "$*"; }
