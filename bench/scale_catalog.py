@@ -12,6 +12,8 @@ Timed, in the same run, over --samples random images (median):
   noop      ImageRequest(name, stores=3).present() with a fresh Registry and Catalog, as the image module does
   by name   Catalog.find(name=...) (what image_info name=... and image_export name=... do)
   scan      Catalog.images(): every record of every store (what a name lookup cost before the index)
+  quota     what an import's quota check reads in the 3 stores: the usage ledger (a base and the deltas since,
+            started by declaring a quota), against the walk of every slice and record it replaced (stats())
 Reported per image x store pair (the issue's budget: 10 ms) and as ratios against the scan.
 Run with the venv's python: .venv/bin/python bench/scale_catalog.py [--quick] [--images N]
 """
@@ -62,9 +64,9 @@ def main():
                     backend.write_slice_list(image_id, slice_list)
                     backend.write_record(image_id, dict(seed.copies[backend.name], id=image_id, name=name))
                 names.append(name)
-            for name in STORES:  # what the store module does for a store without a complete name index
-                eng.StoreDeclaration(eng.Registry(registry_dir), {'name': name, 'type': 'file',
-                                                                  'path': scratch.join(name), 'enabled': True}).present(False)
+            for name in STORES:  # what the store module does for a store without a complete name index (and a quota)
+                eng.StoreDeclaration(eng.Registry(registry_dir), {'name': name, 'type': 'file', 'path': scratch.join(name),
+                                                                  'enabled': True, 'quota': {'images': 10 * args.images}}).present(False)
         print('setup: %d images x %d stores written in %.1f s (not timed below)' % (args.images, len(STORES), setup.wall))
         samples = rng.sample(names, min(args.samples, len(names)))
         noop, by_name, changed = [], [], 0
@@ -83,27 +85,42 @@ def main():
             with Timed() as timing:
                 found = eng.Catalog(eng.Registry(registry_dir)).images()
             scans.append(timing.wall)
+        ledger, walk = [], []
+        for _round in range(3):
+            stores = [eng.Registry(registry_dir).open(name).backend for name in STORES]
+            with Timed() as timing:
+                usage = [backend.usage() for backend in stores]
+            ledger.append(timing.wall)
+            with Timed() as timing:
+                stats = [backend.stats() for backend in stores]
+            walk.append(timing.wall)
+        ledger_ok = [u['image_count'] for u in usage] == [s['image_count'] for s in stats] == [args.images] * pairs
         checks = [('every sampled image found in all %d stores' % len(STORES), all(ok for _label, ok in checks))]
         checks.append(('no sampled task changed anything (%d changed)' % changed, changed == 0))
         checks.append(('the scan sees all %d images' % args.images, len(found) == args.images))
+        checks.append(('the usage ledger counts the images the walk counts', ledger_ok))
         noop_s, name_s, scan_s = statistics.median(noop), statistics.median(by_name), statistics.median(scans)
+        ledger_s, walk_s = statistics.median(ledger), statistics.median(walk)
         rows = [
             ['no-op image task (engine)', '%.2f' % (1000 * noop_s), '%.2f' % (1000 * noop_s / pairs), '%.3f' % (noop_s / scan_s)],
             ['find by name', '%.2f' % (1000 * name_s), '%.2f' % (1000 * name_s / pairs), '%.3f' % (name_s / scan_s)],
             ['full scan (every record)', '%.2f' % (1000 * scan_s), '%.2f' % (1000 * scan_s / pairs), '1.000'],
+            ['quota check, usage ledger', '%.2f' % (1000 * ledger_s), '%.2f' % (1000 * ledger_s / pairs), '%.3f' % (ledger_s / scan_s)],
+            ['quota check, walk (stats)', '%.2f' % (1000 * walk_s), '%.2f' % (1000 * walk_s / pairs), '%.3f' % (walk_s / scan_s)],
         ]
         print()
         print('%d images x %d file stores, %d samples (median)' % (args.images, len(STORES), len(samples)))
         benchlib.print_table(['operation', 'ms', 'ms per image x store', 'ratio to scan'], rows)
         results = {'images': args.images, 'stores': len(STORES), 'noop_ms': round(1000 * noop_s, 3),
                    'noop_ms_per_pair': round(1000 * noop_s / pairs, 3), 'find_by_name_ms': round(1000 * name_s, 3),
-                   'scan_ms': round(1000 * scan_s, 3)}
+                   'scan_ms': round(1000 * scan_s, 3), 'quota_ledger_ms': round(1000 * ledger_s, 3),
+                   'quota_walk_ms': round(1000 * walk_s, 3)}
         print()
         for text, ok in checks:
             print('check: %-78s %s' % (text, 'ok' if ok else 'FAILED'))
         print('after: %s' % benchlib.load_note())
-        print('ratios: no-op task %.2f ms per image x store (goal <= 10); find by name / full scan %.4f'
-              % (results['noop_ms_per_pair'], name_s / scan_s))
+        print('ratios: no-op task %.2f ms per image x store (goal <= 10); find by name / full scan %.4f; quota check ledger / walk %.4f'
+              % (results['noop_ms_per_pair'], name_s / scan_s, ledger_s / walk_s))
         benchlib.write_json(args.json, {'benchmark': 'scale_catalog', 'results': results, 'checks': dict(checks)})
         return 0 if all(ok for _text, ok in checks) else 1
 

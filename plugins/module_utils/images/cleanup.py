@@ -67,15 +67,20 @@ class StoreCleanup:
 
     def _slices(self, backend, check_mode):
         with backend.slice_guard(exclusive=True):
-            stored = backend.stored_slices()
-            if not stored:
-                return
-            referenced = set()
-            for image_id in backend.image_ids():
-                slice_list = backend.read_slice_list(image_id)
-                if slice_list is not None:
-                    referenced |= slice_list.digests()
-            unreferenced = stored - referenced
-            self.report['removed_slices'] = len(unreferenced)
-            if unreferenced and not check_mode:
-                self.report['released_bytes'] += backend.remove_unreferenced(unreferenced)
+            self._slices_guarded(backend, check_mode)
+            if not check_mode:
+                backend.reset_usage()  # what quota checks read from now on: counted while nothing changes
+
+    def _slices_guarded(self, backend, check_mode):
+        stored = backend.stored_slices()
+        if not stored:
+            return
+        referenced = set()
+        for image_id in backend.image_ids():
+            slice_list = backend.read_slice_list(image_id)
+            if slice_list is not None:
+                referenced |= slice_list.digests()
+        unreferenced = stored - referenced
+        self.report['removed_slices'] = len(unreferenced)
+        if unreferenced and not check_mode:
+            self.report['released_bytes'] += backend.remove_unreferenced(unreferenced)

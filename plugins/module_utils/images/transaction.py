@@ -114,7 +114,7 @@ class Transfer:
             quota_bytes, quota_images = store.quota()
             budget = None
             if quota_images is not None or quota_bytes is not None:
-                stats = store.backend.stats()
+                stats = store.backend.usage() or store.backend.stats()  # the ledger, else a walk
                 if quota_images is not None and stats['image_count'] >= quota_images and \
                         (store.backend.read_record(image_id) or {}).get('status') != 'active':
                     raise StoreError("store '%s' quota exceeded: it holds %d images, quota.images is %d; raise the quota or delete images"
@@ -142,6 +142,7 @@ class Transfer:
                 continue
             try:
                 sink.writer.commit()
+                sink.store.backend.count_new_slices(sink.writer.new_bytes)
                 sink.store.backend.write_slice_list(image_id, slice_list)
                 sink.store.backend.write_record(image_id, dict(record, status='active', updated_at=utc_now()))
             except (IOError, OSError, MultistoreError) as exc:

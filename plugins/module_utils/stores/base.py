@@ -133,6 +133,21 @@ class Store:
         """dict: capacity, free, used (bytes), image_count, slice_count."""
         raise NotImplementedError
 
+    def usage(self):
+        """dict: used (bytes), image_count - what a quota check needs, from a ledger kept up to date as images come
+        and go - or None when the store keeps none: then ``stats()`` is exact."""
+        return None
+
+    def count_new_slices(self, new_bytes):
+        """A transfer committed ``new_bytes`` of slices the store did not hold (for ``usage()``)."""
+
+    def start_usage_ledger(self):
+        """Begin keeping ``usage()`` where the store can (when a quota is declared); True when it began now."""
+        return False
+
+    def reset_usage(self):
+        """Count the store's usage afresh into the ledger, if it keeps one (the caller holds the exclusive guard)."""
+
     def location(self, image_id):
         raise NotImplementedError
 

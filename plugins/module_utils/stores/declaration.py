@@ -159,6 +159,8 @@ class StoreDeclaration:
                 probe.backend.write_identity(new_identity)
             # a store made before the name index: index it once (not a change an operator sees)
             probe.backend.index_names()
+            if any(value is not None for value in (new_identity.get('quota') or {}).values()):
+                probe.backend.start_usage_ledger()  # quota checks read it instead of walking the slices
             if declaration_changed:
                 self.registry.save(new_declaration)
         return identity_changed or declaration_changed

@@ -49,8 +49,8 @@ RETRIEVED_FILE = 'retrieved.json'
 # Slices read and hashed at once by a verify: two cores here, sha256 1.77 GB/s each.
 HASH_THREADS = 2
 # What the store itself keeps at its root: never taken for an image lying there (retrieve_existing).
-# names/ (the name index, repository.py) is made by its first entry: stores of older versions have none.
-LAYOUT_ENTRIES = frozenset(LAYOUT_DIRS + ('names', IDENTITY_FILE, RETRIEVED_FILE))
+# names/ (the name index) and usage/ (the usage ledger), repository.py, are made by their first entry: older stores lack them.
+LAYOUT_ENTRIES = frozenset(LAYOUT_DIRS + ('names', 'usage', IDENTITY_FILE, RETRIEVED_FILE))
 
 
 class FileSliceWriter(SliceWriter):

@@ -138,6 +138,10 @@ METHODS = (
     Remote('status'),  # SshFileStore.status: an agent it cannot reach means disconnected
     store_method('writable_problem'),
     store_method('stats'),
+    store_method('usage'),
+    store_method('count_new_slices', ['new_bytes']),
+    store_method('start_usage_ledger'),
+    store_method('reset_usage'),
     # slices (hand-written bulk paths: put_slice is pipelined, read_slices streamed)
     store_method('missing_slices', ['digests'], codecs={'digests': LIST}),
     store_method('hash_slices', ['digests'], result=TUPLES, batch=HASH_BATCH),

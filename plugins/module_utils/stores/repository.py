@@ -18,6 +18,9 @@ Layout, as keys relative to the store root (a directory, or a bucket and its pre
     names/<sha256 of name>/<id>   the name index (empty blobs): a lookup by name reads the records it names
     names/complete.json           written once every record is in the index (older stores lack it until the
                                   store module indexes them); until then only a scan of every record is exact
+    usage/base.json               the usage ledger (quota checks): used bytes and complete images, counted by a
+    usage/deltas/<id>_<bytes>_<n> walk under the exclusive slice guard, plus one empty blob per change since,
+                                  its numbers in its name (a check lists them, reads none)
     locks/…, staging/…            the back end's own: see its module
 """
 
@@ -29,6 +32,7 @@ import functools
 import hashlib
 import json
 import time
+import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError, StoreError
@@ -41,6 +45,8 @@ IDENTITY_KEY = 'multistore.json'
 SLICES = 'slices/'
 IMAGES = 'images/'
 NAME_INDEX_COMPLETE = 'names/complete.json'
+USAGE_BASE = 'usage/base.json'
+USAGE_DELTAS = 'usage/deltas/'
 
 
 def slice_key(digest):
@@ -213,6 +219,7 @@ class SliceRepository(Store):
         super(SliceRepository, self).__init__(name, config)
         self.blobs = blobs
         self._indexed = set()  # (image id, name) known to be in the name index, for this process
+        self._ledger = False  # the usage ledger is known to be kept
 
     # ---- documents
     def _read_json(self, key):
@@ -277,6 +284,50 @@ class SliceRepository(Store):
         image_count = sum(1 for record in self.blobs.map(self.read_record, sorted(image_ids)) if is_complete(record))
         return {'capacity': capacity, 'free': free, 'used': used, 'image_count': image_count, 'slice_count': slice_count}
 
+    # ---- the usage ledger: quota checks without walking the slices
+    # Imports add, deletions subtract, each with one empty blob whose name holds the numbers; the walk under the
+    # exclusive guard (store_cleanup, or the store module once a quota is declared) makes them the new base. Between
+    # two walks the count can drift by what a killed run left (slices written, no delta): the next walk corrects it.
+    def usage(self):
+        base = self._read_json(USAGE_BASE)
+        if base is None:
+            return None
+        used, images = base['used'], base['image_count']
+        for key, _size in self.blobs.list(USAGE_DELTAS, sizes=False):
+            try:
+                _tag, size, count = key.rsplit('/', 1)[1].rsplit('_', 2)
+                used, images = used + int(size), images + int(count)
+            except ValueError:
+                continue  # a temporary name of a blob being written
+        return {'used': max(used, 0), 'image_count': max(images, 0)}
+
+    def _count(self, size, images):
+        if (size or images) and self._ledger_kept():
+            self.blobs.put('%s%s_%d_%d' % (USAGE_DELTAS, uuid.uuid4().hex, size, images), b'')
+
+    def _ledger_kept(self):
+        if not self._ledger:
+            self._ledger = self.blobs.stat(USAGE_BASE) is not None
+        return self._ledger
+
+    def count_new_slices(self, new_bytes):
+        self._count(new_bytes, 0)
+
+    def start_usage_ledger(self):
+        if self._ledger_kept():
+            return False
+        with self.slice_guard(exclusive=True):
+            self.reset_usage()
+        return True
+
+    def reset_usage(self):
+        deltas = [key for key, _size in self.blobs.list(USAGE_DELTAS, sizes=False)]
+        stats = self.stats()
+        self._write_json(USAGE_BASE, {'used': stats['used'], 'image_count': stats['image_count'], 'counted_at': utc_now()})
+        self._ledger = True
+        for key in deltas:
+            self.blobs.remove(key)
+
     def location(self, image_id):
         return self.blobs.location(image_prefix(image_id)[:-1])
 
@@ -322,7 +373,9 @@ class SliceRepository(Store):
     def remove_unreferenced(self, candidates):
         """Delete those of ``candidates`` no slice list references (the caller holds the exclusive guard)."""
         doomed = sorted(set(candidates) - self.referenced_slices())
-        return sum(self.blobs.map(lambda digest: self.blobs.remove(slice_key(digest)), doomed))
+        freed = sum(self.blobs.map(lambda digest: self.blobs.remove(slice_key(digest)), doomed))
+        self._count(-freed, 0)
+        return freed
 
     def stored_slices(self):
         names = (key.rsplit('/', 1)[1] for key, _size in self.blobs.list(SLICES, sizes=False))
@@ -399,7 +452,10 @@ class SliceRepository(Store):
     def write_record(self, image_id, record):
         if record.get('name'):
             self._index_name(image_id, record['name'])  # first: every record can be found by its name
+        completes = is_complete(record) and self._ledger_kept() and not is_complete(self.read_record(image_id))
         self._write_json(record_key(image_id), record)
+        if completes:
+            self._count(0, 1)
 
     # ---- the name index (names never change: an image is indexed once, when its first record is written)
     def _index_name(self, image_id, name):
@@ -441,6 +497,8 @@ class SliceRepository(Store):
         if not self.blobs.remove_tree(image_prefix(image_id), first=record_key(image_id)):
             return False
         self.blobs.drop_locks(image_id)
+        if is_complete(record):
+            self._count(0, -1)
         if record.get('name'):
             self.blobs.remove(name_prefix(record['name']) + image_id)
             self.blobs.prune(name_prefix(record['name']))

@@ -151,6 +151,13 @@ def test_the_agent_answers_every_line_of_the_table_as_the_file_store(served, roo
     assert remote.image_ids() == local.image_ids() == [image_id]
     steady = ('capacity', 'used', 'image_count', 'slice_count')  # not free: other work on this disk changes it
     assert [remote.stats()[key] for key in steady] == [local.stats()[key] for key in steady]
+    # the usage ledger: none until started, then the agent's answer is the local store's
+    assert remote.usage() is None and remote.start_usage_ledger() is True and remote.start_usage_ledger() is False
+    remote.count_new_slices(SLICE_SIZE)
+    assert remote.usage() == local.usage() == {'used': local.stats()['used'] + SLICE_SIZE, 'image_count': 1}
+    with remote.slice_guard(True):
+        remote.reset_usage()
+    assert remote.usage() == {'used': local.stats()['used'], 'image_count': 1}
     assert remote.stored_slices() == local.stored_slices() == set(digests)
     assert remote.missing_slices(digests + ['f' * 64]) == ['f' * 64] and remote.has_slice(digests[0])
     assert list(remote.hash_slices(digests + ['f' * 64])) == list(local.hash_slices(digests + ['f' * 64]))
