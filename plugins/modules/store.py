@@ -69,6 +69,12 @@ options:
     description: Monitor addresses (C(host) or C(host:port)) of an C(rbd) store's cluster; overrides C(mon_host) of I(ceph_conf).
     type: list
     elements: str
+  op_timeout:
+    description:
+      - Seconds an operation on the OSDs of an C(rbd) store may take before the task fails with an error that says so
+        (librados C(rados_osd_op_timeout)); without it a dead OSD would hang the task. Default 60.
+      - What an interrupted import wrote stays; the next run adopts it and writes only the rest.
+    type: int
   endpoint:
     description:
       - C(s3) store, the S3 endpoint URL (RGW, MinIO, AliyunOSS, ...); omit for AWS.

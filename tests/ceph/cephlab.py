@@ -10,6 +10,8 @@
     cephlab.py stop --dir DIR [--purge]      rgw, osd, mgr, mon (SIGTERM, then SIGKILL); --purge removes DIR
     cephlab.py rgw-stop --dir DIR            stop radosgw only
     cephlab.py rgw-start --dir DIR           start radosgw only, wait until it answers HTTP
+    cephlab.py osd-stop --dir DIR            stop the OSD only at once (as a storage host dies), wait until it is down
+    cephlab.py osd-start --dir DIR           start the OSD only, wait for HEALTH_OK (every PG active+clean)
     cephlab.py status --dir DIR              `ceph -s`; exit 0 when HEALTH_OK
 
 Nothing uses /etc/ceph or /var/lib/ceph: every daemon and every CLI call gets --conf DIR/ceph.conf,
@@ -718,6 +720,31 @@ rgw init timeout = 120
             self.unlock()
         log('radosgw of %s answers on %s' % (self.dir, self.rgw_endpoint(st)))
 
+    def osd_stop(self, timeout):
+        """Stop the OSD at once (SIGTERM, SIGKILL without waiting) and wait until the mon marks it down: with one OSD,
+        clients' operations then block (until their rados_osd_op_timeout), as when a storage host dies."""
+        self.lock()
+        try:
+            self.kill('osd', timeout=0)
+            self.ceph('osd', 'down', str(OSD_ID), check=False, timeout=30)
+            self.wait('the OSD to be down', lambda: None if self.osds_up() == 0 else 'OSD still up', timeout)
+        finally:
+            self.unlock()
+        log('OSD of %s stopped' % self.dir)
+
+    def osd_start(self, timeout):
+        st = self.state()
+        if not st.get('complete'):
+            raise LabError('no cluster in %s: run `cephlab.py start --dir %s` first' % (self.dir, self.dir))
+        self.lock()
+        try:
+            if not self.daemon_pid('osd'):
+                self.spawn('osd')
+            self.wait('HEALTH_OK', self.health_problem, timeout)
+        finally:
+            self.unlock()
+        log('OSD of %s up, cluster healthy' % self.dir)
+
     def status(self):
         if not os.path.exists(self.conf):
             print('no cluster in %s' % self.dir)
@@ -749,10 +776,12 @@ def main(argv=None):
                            ('stop', 'stop the cluster in DIR'),
                            ('rgw-stop', 'stop radosgw only'),
                            ('rgw-start', 'start radosgw only and wait until it answers'),
+                           ('osd-stop', 'kill the OSD only and wait until the mon marks it down'),
+                           ('osd-start', 'start the OSD only and wait for HEALTH_OK'),
                            ('status', 'ceph -s; exit 0 when healthy')):
         p = sub.add_parser(name, help=helptext)
         p.add_argument('--dir', required=True, help='directory holding all state of the cluster')
-        if name in ('start', 'rgw-start'):
+        if name in ('start', 'rgw-start', 'osd-stop', 'osd-start'):
             p.add_argument('--timeout', type=float, default=120.0, help='seconds per wait (default 120)')
         if name == 'start':
             p.add_argument('--json', action='store_true', help='print the JSON instead of its path')
@@ -777,6 +806,10 @@ def main(argv=None):
             lab.rgw_stop()
         elif args.action == 'rgw-start':
             lab.rgw_start(args.timeout)
+        elif args.action == 'osd-stop':
+            lab.osd_stop(args.timeout)
+        elif args.action == 'osd-start':
+            lab.osd_start(args.timeout)
         elif args.action == 'status':
             return lab.status()
         return 0

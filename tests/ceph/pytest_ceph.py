@@ -12,7 +12,7 @@ Fixtures:
     ceph_lab       session: the CephLab object behind ceph_cluster (.cluster, .dir, .rgw_stopped(), ...)
     rgw_down       function: radosgw of the cluster is stopped during the test, started again after it;
                    yields the ceph_cluster dict.
-Helpers (import them): rgw_stopped(cluster) context manager, ceph_cmd(cluster, *args) (admin `ceph`
+Helpers (import them): rgw_stopped(cluster) and osd_stopped(cluster) context managers, ceph_cmd(cluster, *args) (admin `ceph`
 CLI with --conf and the admin keyring of the cluster).
 Marker: `ceph` (registered in pytest_configure; pytest.ini runs with --strict-markers).
 
@@ -38,7 +38,7 @@ import tempfile
 
 import pytest
 
-__all__ = ['pytest_configure', 'ceph_lab', 'ceph_cluster', 'rgw_down', 'rgw_stopped', 'ceph_cmd', 'CephLab',
+__all__ = ['pytest_configure', 'ceph_lab', 'ceph_cluster', 'rgw_down', 'rgw_stopped', 'osd_stopped', 'ceph_cmd', 'CephLab',
            'CEPHLAB']
 
 CEPHLAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cephlab.py')
@@ -97,6 +97,16 @@ def rgw_stopped(cluster):
         yield cluster
     finally:
         _check(['rgw-start', '--dir', cluster['dir']], timeout=180)
+
+
+@contextlib.contextmanager
+def osd_stopped(cluster):
+    """The (only) OSD of `cluster` is stopped inside the block: I/O to the pools blocks; started (HEALTH_OK) after."""
+    _check(['osd-stop', '--dir', cluster['dir']], timeout=120)
+    try:
+        yield cluster
+    finally:
+        _check(['osd-start', '--dir', cluster['dir'], '--timeout', '300'], timeout=400)
 
 
 class CephLab:

@@ -24,6 +24,11 @@ def configure(params):
             declaration[key] = params[key]
     if params.get('mon_hosts'):
         declaration['mon_hosts'] = [check_mon_host(host) for host in params['mon_hosts']]
+    timeout = params.get('op_timeout')
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 3600:
+            raise InvalidArgument('op_timeout %r must be a whole number of seconds from 1 to 3600' % (timeout,))
+        declaration['op_timeout'] = timeout
     if not declaration.get('ceph_conf') and not declaration.get('mon_hosts'):
         if not os.path.isfile('/etc/ceph/ceph.conf'):
             raise InvalidArgument('give ceph_conf or mon_hosts: there is no /etc/ceph/ceph.conf on this host')
@@ -44,6 +49,7 @@ BACKEND = Backend(
         Option('keyring', type='path', shown=False),
         Option('user'),
         Option('mon_hosts', type='list', elements='str'),
+        Option('op_timeout', type='int'),
     ),
     capabilities=(RAW_ONLY, COW_CLONE, SERVER_COPY),
     place_keys=('pool', 'ceph_conf', 'mon_hosts'),
@@ -51,6 +57,6 @@ BACKEND = Backend(
     configure=configure,
     open_store=open_store,
     packages=('ceph-common', 'python3-rbd', 'python3-rados', 'qemu-block-extra'),
-    summary='pool, ceph_conf, keyring, user, mon_hosts',
+    summary='pool, ceph_conf, keyring, user, mon_hosts, op_timeout',
     needs=('pool',),
 )

@@ -50,6 +50,8 @@ IDENTITY_OBJECT = 'multistore.json'
 RECORD_KEY = 'multistore.record'
 SNAPSHOT = 'snap'
 CONNECT_TIMEOUT = 10
+# Seconds an OSD operation may take before it fails (rados_osd_op_timeout): a dead OSD fails the task, never hangs it.
+DEFAULT_OP_TIMEOUT = 60
 # Reads in flight during a verify (librbd is thread-safe and releases the GIL).
 VERIFY_READS = 4
 
@@ -85,8 +87,16 @@ class RbdStore(Store):
             hint = ': the ceph user %s lacks the caps (it needs mon \'profile rbd\', osd \'profile rbd pool=%s\')' % (
                 self._user(), self.pool)
         elif isinstance(exc, rados.TimedOut) or getattr(exc, 'errno', None) == errno.ETIMEDOUT:
-            hint = ': are the monitors (%s) up and reachable?' % (self.config.get('mon_hosts') or 'from ceph.conf')
+            hint = self.timeout_hint()
         return StoreError("store '%s' (%s): %s: %s%s" % (self.name, self.where(), what, text, hint))
+
+    def timeout_hint(self):
+        return (': the cluster did not answer within %d s (op_timeout): are the monitors (%s) and the OSDs of pool %s up '
+                '(ceph -s)? Run again once they are: what was written is kept' % (
+                    self.op_timeout(), ', '.join(self.config.get('mon_hosts') or []) or 'from ceph.conf', self.pool))
+
+    def op_timeout(self):
+        return self.config.get('op_timeout') or DEFAULT_OP_TIMEOUT
 
     def _user(self):
         return 'client.%s' % (self.config.get('user') or 'admin')
@@ -97,7 +107,7 @@ class RbdStore(Store):
                 raise StoreError("store '%s': the rbd store needs python3-rados and python3-rbd on the host running the task "
                                  "(apt install python3-rbd; with a virtualenv, create it with --system-site-packages)" % self.name)
             conf = {'client_mount_timeout': str(CONNECT_TIMEOUT), 'rados_mon_op_timeout': str(CONNECT_TIMEOUT),
-                    'rados_osd_op_timeout': '60', 'log_to_stderr': 'false', 'err_to_stderr': 'false'}
+                    'rados_osd_op_timeout': str(self.op_timeout()), 'log_to_stderr': 'false', 'err_to_stderr': 'false'}
             if self.config.get('keyring'):
                 conf['keyring'] = self.config['keyring']
             if self.config.get('mon_hosts'):

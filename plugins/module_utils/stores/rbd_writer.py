@@ -18,6 +18,7 @@ every range to each replica but reads it from one.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import hashlib
 import os
 import threading
@@ -147,7 +148,8 @@ class RbdSliceWriter(SliceWriter):
         while len(self.pending) > keep:
             self.pending.pop(0).wait_for_complete_and_cb()
         if self.failure is not None:
-            raise StoreError("store '%s': write to rbd image %s failed: %s" % (self.store.name, self.image_id, os.strerror(self.failure)))
+            hint = self.store.timeout_hint() if self.failure == errno.ETIMEDOUT else ''
+            raise StoreError("store '%s': write to rbd image %s failed: %s%s" % (self.store.name, self.image_id, os.strerror(self.failure), hint))
 
     def put(self, digest, data, index=None):
         if index is not None and self.found().get(index) == digest:
