@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -118,3 +119,67 @@ def test_the_sync_network_is_resolved_on_the_store_host_and_carries_the_copy(syn
     assert received['eth0'] < image_bytes // 20 and received['eth1'] < image_bytes // 20, received
     listed = run_on(sync_lab, 'edge1', ['sh', '-c', 'ls /srv/edge1/images'])
     assert len(listed.split()) == 1
+
+
+CUT_MIB = 64
+SHAPED = '80mbit'  # a copy of CUT_MIB takes about 7 s: time to cut the link in its middle
+
+
+def edge1_sync_rx(state):
+    return rx_bytes(state, 'edge1')['eth2']
+
+
+@pytest.mark.lab
+def test_a_sync_link_cut_mid_copy_fails_alone_and_the_rerun_sends_only_the_rest(sync_lab):
+    """`ip link set down` on edge1's sync interface while central copies an image there: the task fails with a message
+    that names the store and the lost connection, nothing of the image is visible at edge1, and once the link is back
+    the re-run completes, sending only what had not arrived; the copy exports byte-identical at edge1."""
+    assert not module(sync_lab, 'edge1', 'store', EDGE1).get('failed')
+    assert not module(sync_lab, 'central', 'store', {'name': 'central', 'path': '/srv/central', 'site_role': 'central'}).get('failed')
+    remote = {'name': 'edge1', 'path': '/srv/edge1', 'host': 'edge1', 'private_key': '/root/lab_key', 'known_hosts': '/root/lab_known_hosts'}
+    assert not module(sync_lab, 'central', 'store', remote).get('failed')
+    run_on(sync_lab, 'central', ['dd', 'if=/dev/urandom', 'of=/srv/cut.raw', 'bs=1M', 'count=%d' % CUT_MIB, 'status=none'])
+    digest = run_on(sync_lab, 'central', ['sha256sum', '/srv/cut.raw']).split()[0]
+    imported = module(sync_lab, 'central', 'image', {'name': 'cut', 'src': '/srv/cut.raw', 'disk_format': 'raw', 'stores': ['central']})
+    assert imported['changed'] and not imported.get('failed'), imported
+    image_bytes = CUT_MIB << 20
+    run_on(sync_lab, 'central', ['tc', 'qdisc', 'replace', 'dev', 'eth2', 'root', 'tbf', 'rate', SHAPED, 'burst', '64kb', 'latency', '400ms'])
+    try:
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='json')
+        before = edge1_sync_rx(sync_lab)
+        copy = subprocess.Popen([ANSIBLE_BIN, '-i', os.path.join(sync_lab, 'inventory.yml'), 'central', '-m', 'vmimages.multistore.image',
+                                 '-a', json.dumps({'name': 'cut', 'stores': ['central', 'edge1']})],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env, cwd=ROOT)
+        deadline = time.time() + 300
+        while edge1_sync_rx(sync_lab) - before < image_bytes // 3 and time.time() < deadline and copy.poll() is None:
+            time.sleep(0.2)
+        assert copy.poll() is None, 'the copy ended before the cut: %s' % copy.communicate()[0][-2000:]
+        run_on(sync_lab, 'edge1', ['ip', 'link', 'set', 'eth2', 'down'])
+        try:
+            out, err = copy.communicate(timeout=600)
+        finally:
+            run_on(sync_lab, 'edge1', ['ip', 'link', 'set', 'eth2', 'up'])
+        sent_before_cut = edge1_sync_rx(sync_lab) - before
+        result = json.loads(out)['plays'][0]['tasks'][0]['hosts']['central']
+        print('\ncut copy: %d of %d bytes arrived; %s' % (sent_before_cut, image_bytes, result.get('msg')))
+        assert result.get('failed'), result
+        assert "'edge1'" in result['msg'] and 'Traceback' not in result['msg'], result['msg']
+        # nothing of the image is visible at edge1
+        seen = module(sync_lab, 'edge1', 'image_info', {'name': 'cut'})['images']
+        print('image_info at edge1 after the cut: %s' % [(image['status'], image.get('stores'), image.get('importing_to_stores'),
+                                                          image.get('failed_import')) for image in seen])
+        assert [image['status'] for image in seen] in ([], ['importing'], ['killed']), seen
+        assert not any(image.get('stores') for image in seen), seen
+        # the link is back: the re-run sends what had not arrived, no more
+        before = edge1_sync_rx(sync_lab)
+        again = module(sync_lab, 'central', 'image', {'name': 'cut', 'stores': ['central', 'edge1']})
+        resent = edge1_sync_rx(sync_lab) - before
+        print('re-run: %d bytes on edge1\'s sync link (%d had arrived before the cut); %s' % (resent, sent_before_cut, again.get('actions')))
+        assert again['changed'] and not again.get('failed'), again
+        assert resent < image_bytes - image_bytes // 4, (resent, sent_before_cut)
+    finally:
+        run_on(sync_lab, 'central', ['tc', 'qdisc', 'del', 'dev', 'eth2', 'root'])
+    exported = module(sync_lab, 'edge1', 'image_export', {'name': 'cut', 'store': 'edge1', 'dest': '/srv/cut.out'})
+    assert not exported.get('failed'), exported
+    assert run_on(sync_lab, 'edge1', ['sha256sum', '/srv/cut.out']).split()[0] == digest
+    assert not module(sync_lab, 'central', 'image', {'name': 'cut', 'stores': ['central', 'edge1']})['changed']
