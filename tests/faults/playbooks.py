@@ -33,7 +33,7 @@ class Run:
         self.data = None
 
     def wait(self, timeout=900):
-        self.output, _ = self.process.communicate(timeout=timeout)
+        self.output = self.process.communicate(timeout=timeout)[0]
         self.rc = self.process.returncode
         start = self.output.find('{')
         try:
