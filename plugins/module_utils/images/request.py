@@ -13,11 +13,12 @@ outcome the module returns: ``actions``, ``failed_import``, ``released``, ``befo
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
-    ImageError, InvalidArgument, SourceError, SourceRestart)
+    ImageError, InvalidArgument, SourceError, SourceRestart, StoreError)
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import (
     check_glance_int, check_image_id, check_image_name, check_properties, check_tags, parse_checksum, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import (
@@ -82,6 +83,8 @@ class ImageRequest:
         if self.signature and (self.datablock or params.get('clone_from')):
             raise InvalidArgument('signature: verifies the data of src:; a datablock or a clone has none to verify')
         self.actions = []
+        self.name_locks = []  # held while this run makes a new image (present): kept alive with the transfer's locks
+        self.done_elsewhere = []  # target stores another run completed the image in while this run waited for it
         self.failed_import = []
         self.released = 0
         self.before = {}
@@ -134,7 +137,28 @@ class ImageRequest:
         view = self.catalog.find(self.image_id, self.name)
         targets = self._targets()
         if view is None:
+            return self._create_once(targets, check_mode)
+        return self._converge(view, targets, check_mode)
+
+    def _create_once(self, targets, check_mode):
+        """Make the image, unless another run made it meanwhile. Runs importing one name at once hold the name's lock
+        in each target store (in store order) and look again once they have it: the first imports, the others wait
+        for it (up to the lock's wait) and then find the image and converge on it, with nothing left to do."""
+        if check_mode or not self.name or not targets:
             return self._create(targets, check_mode)
+        with contextlib.ExitStack() as stack:
+            for store in sorted(targets, key=lambda s: s.name):
+                try:
+                    store.ensure_writable()
+                except StoreError:
+                    continue  # it cannot take the image: _create says so (or lists it in failed_import)
+                self.name_locks.append(stack.enter_context(store.backend.name_lock(self.name)))
+            try:
+                view = self.catalog.find(self.image_id, self.name)
+                if view is None:
+                    return self._create(targets, check_mode)
+            finally:
+                self.name_locks = []
         return self._converge(view, targets, check_mode)
 
     def _create(self, targets, check_mode):
@@ -271,6 +295,8 @@ class ImageRequest:
                 self.actions.append('deactivate (the data stays; enabled: true reactivates)')
             if not check_mode:
                 self._update(view.id, updates)
+        if missing and not updates and not reactivate and set(store.name for store in missing) <= set(self.done_elsewhere):
+            return False  # another run put the image everywhere this one was to put it: nothing changed here
         return changed
 
     def _check_same_image(self, view, record):
@@ -317,7 +343,13 @@ class ImageRequest:
     # ---- transfers
     def _transfer(self, image_id, targets, placeholder, move_data):
         """Run ``move_data(sinks, refresh, progress)`` into every target (see transaction.Transfer)."""
-        Transfer(self.catalog, image_id, targets, self.allow_failure, self.failed_import, self._note_resumed).run(placeholder, move_data)
+        transfer = Transfer(self.catalog, image_id, targets, self.allow_failure, self.failed_import, self._note_resumed,
+                            keep_alive=self.name_locks)
+        transfer.run(placeholder, move_data)
+        if transfer.done_elsewhere:
+            self.done_elsewhere.extend(transfer.done_elsewhere)
+            self.actions[-1] += (' (another run completed it in %s meanwhile: nothing was written there)'
+                                 % ', '.join(transfer.done_elsewhere))
 
     def _note_resumed(self, resumed):
         if self.actions:

@@ -24,6 +24,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.images import policy
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import Progress
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import is_complete
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer.pipeline import StoreSink
 
 LOCK_REFRESH_SLICES = 64
@@ -45,13 +46,15 @@ class Transfer:
     fail are listed in ``failed_import`` and the others are committed.
     """
 
-    def __init__(self, catalog, image_id, targets, allow_failure=False, failed_import=None, on_resumed=None):
+    def __init__(self, catalog, image_id, targets, allow_failure=False, failed_import=None, on_resumed=None, keep_alive=()):
         self.catalog = catalog
         self.image_id = image_id
         self.targets = targets
         self.allow_failure = allow_failure
         self.failed_import = failed_import if failed_import is not None else []
         self.on_resumed = on_resumed  # called with the number of slices an interrupted run had staged already
+        self.keep_alive = list(keep_alive)  # more locks the caller holds for the transfer (a new image's name locks)
+        self.done_elsewhere = []  # targets another run completed while this one waited for their locks: left untouched
         self._pending_gc = []
 
     def run(self, placeholder, move_data):
@@ -69,9 +72,15 @@ class Transfer:
                     pass  # left for store_cleanup
 
     def _run_locked(self, placeholder, move_data, sinks):
-        image_id, targets = self.image_id, self.targets
+        image_id = self.image_id
         with contextlib.ExitStack() as stack:
-            locks = lock_all(stack, targets, image_id)
+            locks = lock_all(stack, self.targets, image_id)
+            # Looked at again under the locks: a run that held one may have completed the image there meanwhile. Its
+            # copy stays as it is (an 'importing' placeholder over it, then a failure here, would remove it).
+            self.done_elsewhere = [store.name for store in self.targets if _complete_in(store, image_id)]
+            self.targets = targets = [store for store in self.targets if store.name not in self.done_elsewhere]
+            if not targets:
+                return
             progress = Progress(self.catalog.registry.directory, image_id, [store.name for store in targets]).start()
             stack.callback(progress.close)
             try:
@@ -79,7 +88,7 @@ class Transfer:
                 resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
                 if resumed and self.on_resumed is not None:
                     self.on_resumed(resumed)
-                record, slice_list = move_data(sinks, self._refresher(locks, progress), progress)
+                record, slice_list = move_data(sinks, self._refresher(locks + self.keep_alive, progress), progress)
                 self._finish(sinks, slice_list, record, progress)
             except BaseException as exc:
                 # An interrupted transfer keeps its staged slices so that a re-run sends only what is missing;
@@ -180,6 +189,13 @@ class Transfer:
         raise error("store '%s': commit failed (%s); %s" % (
             sink.store.name, reason, 'no store was changed' if not kept else
             'the copies in %s could not be rolled back and stay active' % ', '.join(kept)))
+
+
+def _complete_in(store, image_id):
+    try:
+        return is_complete(store.backend.read_record(image_id))
+    except (IOError, OSError, MultistoreError):
+        return False  # the transfer finds out what is wrong with the store, and says so
 
 
 def collect(store, digests):

@@ -13,7 +13,12 @@ slices (durable) -> slice list -> record with status ``active``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import uuid
+
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError
+
+# Name locks of back ends without their own (name_lock): the lock of a UUID made from the name, never an image's id.
+NAME_LOCK_NAMESPACE = uuid.UUID('7d6f3b52-3c1e-4c55-9d2a-6b1f0e8a4c01')
 
 # Statuses of a complete copy of an image: its data is all there (a deactivated image keeps its data, as in Glance).
 COMPLETE_STATUSES = ('active', 'deactivated')
@@ -250,6 +255,11 @@ class Store:
     # concurrency
     def image_lock(self, image_id):
         raise NotImplementedError
+
+    def name_lock(self, name):
+        """The lock a run holds while it makes a new image named ``name`` in this store, so that runs importing the
+        same name at once make one image: the first imports, the others find it done."""
+        return self.image_lock(str(uuid.uuid5(NAME_LOCK_NAMESPACE, name)))
 
     def slice_guard(self, exclusive):
         raise NotImplementedError

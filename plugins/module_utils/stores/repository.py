@@ -509,5 +509,8 @@ class SliceRepository(Store):
     def image_lock(self, image_id, wait=DEFAULT_WAIT):
         return self.blobs.lock(image_id, "image %s in store '%s'" % (image_id, self.name), wait=wait)
 
+    def name_lock(self, name, wait=DEFAULT_WAIT):
+        return self.blobs.lock('name-%s' % name_prefix(name)[len('names/'):-1], "new image '%s' in store '%s'" % (name, self.name), wait=wait)
+
     def slice_guard(self, exclusive, **options):
         return self.blobs.guard(exclusive, **options)
