@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: vmimages.multistore contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Eight real ansible-playbook runs at once on one registry and the same file stores.
+
+What an operator expects when eight jobs (AWX, cron, a catalog applied twice) hit the same image together:
+
+- the same import eight times: every job succeeds, one imports, the others find the image there (one image id,
+  one copy of each slice, no lock left behind; a later run changes nothing);
+- copies to a store racing deletes from it: each job succeeds or says clearly why it did not, and the store ends
+  with a whole, byte-identical copy or none at all, with nothing left over once store_cleanup ran;
+- imports of images that share most of their slices racing store_cleanup and a delete: no slice an image needs
+  goes missing, every surviving image exports byte-identical, and a final cleanup leaves no orphan.
+
+The checks walk the store directories (records, slice lists, slice files, the name index, staging, locks) rather
+than trusting the engine's report.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+import pytest
+
+from ansible_collections.vmimages.multistore.tests.faults.playbooks import run, start
+from ansible_collections.vmimages.multistore.tests.faults.storewalk import (
+    SLICE, StoreWalk, declare_stores, play, random_bytes, sha256_file, slice_digests, variant, write_file)
+
+RUNS = 8
+HANG_GUARD = 600  # seconds: a run that takes longer is stuck, not slow
+
+
+@pytest.fixture
+def stores(tmp_path):
+    """A registry with file stores a and b; returns (workdir, extravars, {name: path})."""
+    workdir = str(tmp_path)
+    paths = {'a': os.path.join(workdir, 'stores', 'a'), 'b': os.path.join(workdir, 'stores', 'b')}
+    extravars = {'registry': os.path.join(workdir, 'registry')}
+    done = run(play('Declare the stores', declare_stores(paths)), workdir, extravars, name='declare.yml')
+    assert done.rc == 0, done.describe()
+    return workdir, extravars, paths
+
+
+def _image_task(title, **options):
+    body = ''.join('        %s: %s\n' % (key, value) for key, value in options.items())
+    return '    - name: %s\n      vmimages.multistore.image:\n%s' % (title, body)
+
+
+def _run_all(workdir, extravars, plays):
+    """Start every (name, play text) at once, then wait for all of them."""
+    started = [start(text, workdir, extravars, name=name) for name, text in plays]
+    return [each.wait(HANG_GUARD) for each in started]
+
+
+def _cleanup(workdir, extravars, store_names, name='cleanup.yml', verify=False):
+    text = play('Clean up', '    - name: Clean up\n      vmimages.multistore.store_cleanup: {stores: %s, staging_max_age: 0%s}\n'
+                % (list(store_names), ', verify: true' if verify else ''))
+    done = run(text, workdir, extravars, name=name)
+    assert done.rc == 0, done.describe()
+    return dict((report['store'], report) for report in done.results[0][1]['stores'])
+
+
+def _export(workdir, extravars, image, store, dest, name='export.yml'):
+    task = ('    - name: Export\n      vmimages.multistore.image_export: {name: %s, store: %s, dest: "%s"}\n' % (image, store, dest))
+    done = run(play('Export', task), workdir, extravars, name=name)
+    assert done.rc == 0, done.describe()
+    return sha256_file(dest)
+
+
+def _clear_message(msg):
+    """A failure an operator can act on: words, not a Python traceback or a module crash."""
+    text = str(msg or '')
+    return bool(text) and 'Traceback' not in text and 'MODULE FAILURE' not in text and 'Exception' not in text
+
+
+def test_the_same_import_eight_times_gives_one_image(stores):
+    workdir, extravars, paths = stores
+    data = random_bytes(1, 10 * SLICE + 12345)
+    src = write_file(os.path.join(workdir, 'base.raw'), data)
+    task = _image_task('Import', name='base', src='"%s"' % src, disk_format='raw', stores='[a, b]')
+    runs = _run_all(workdir, extravars, [('import-%d.yml' % index, play('Import %d' % index, task)) for index in range(RUNS)])
+
+    for each in runs:
+        assert each.rc == 0, each.describe()
+    # One run imported; the others waited for it (its name's lock, or the image's) and found the image there.
+    changed = [result for each in runs for _name, result in each.results if result.get('changed')]
+    assert len(changed) == 1, [result.get('actions') for each in runs for _name, result in each.results]
+    for each in runs:
+        for _name, result in each.results:
+            if not result.get('changed'):
+                assert not result['actions'] or 'another run completed it in a, b meanwhile' in result['actions'][-1], result['actions']
+    image_ids = set(result['image']['id'] for each in runs for _name, result in each.results)
+    assert len(image_ids) == 1, image_ids
+
+    expected_slices = slice_digests(data)
+    for name, path in sorted(paths.items()):
+        walk = StoreWalk(path)
+        assert walk.ids_named('base') == sorted(image_ids), (name, walk.records)
+        assert walk.names == {next(iter(walk.names)): sorted(image_ids)}, (name, walk.names)
+        assert set(walk.slice_files) == expected_slices, name
+        assert walk.corrupt_slices() == [], name
+        assert walk.problems() == [], name
+
+    again = run(play('Import again', task), workdir, extravars, name='again.yml')
+    assert again.rc == 0 and again.changed_tasks() == [], again.describe()
+    for name in sorted(paths):
+        assert _export(workdir, extravars, 'base', name, os.path.join(workdir, 'out-%s.raw' % name)) == sha256_file(src)
