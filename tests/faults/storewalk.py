@@ -75,7 +75,7 @@ def variant(base, seed, slices):
     """``base`` with the slices at the indexes ``slices`` replaced by other random bytes."""
     data = bytearray(base)
     for index in slices:
-        data[index * SLICE:(index + 1) * SLICE] = random_bytes((seed, index), SLICE)
+        data[index * SLICE:(index + 1) * SLICE] = random_bytes('%s-%s' % (seed, index), SLICE)
     return data
 
 

@@ -68,6 +68,15 @@ def _export(workdir, extravars, image, store, dest, name='export.yml'):
     return sha256_file(dest)
 
 
+def _export_all(workdir, extravars, images, store):
+    """Export every image of ``images`` from ``store`` in one playbook; {image: sha256 of the exported file}."""
+    task = ('    - name: Export\n      vmimages.multistore.image_export: {name: "{{ item }}", store: %s, dest: "%s/out-{{ item }}.raw"}\n'
+            '      loop: %s\n' % (store, workdir, list(images)))
+    done = run(play('Export', task), workdir, extravars, name='export-all.yml')
+    assert done.rc == 0, done.describe()
+    return dict((image, sha256_file(os.path.join(workdir, 'out-%s.raw' % image))) for image in images)
+
+
 def _clear_message(msg):
     """A failure an operator can act on: words, not a Python traceback or a module crash."""
     text = str(msg or '')
@@ -106,3 +115,83 @@ def test_the_same_import_eight_times_gives_one_image(stores):
     assert again.rc == 0 and again.changed_tasks() == [], again.describe()
     for name in sorted(paths):
         assert _export(workdir, extravars, 'base', name, os.path.join(workdir, 'out-%s.raw' % name)) == sha256_file(src)
+
+
+def test_copies_racing_deletes_leave_a_whole_copy_or_none(stores):
+    workdir, extravars, paths = stores
+    data = random_bytes(2, 10 * SLICE + 4321)
+    src = write_file(os.path.join(workdir, 'img.raw'), data)
+    done = run(play('Import', _image_task('Import', name='img', src='"%s"' % src, disk_format='raw', stores='[a]')), workdir, extravars,
+               name='import.yml')
+    assert done.rc == 0, done.describe()
+    copy = play('Copy', _image_task('Copy to b', name='img', stores='[b]'))
+    delete = play('Delete', _image_task('Delete from b', name='img', stores='[b]', state='absent'))
+    plays = []
+    for index in range(RUNS // 2):
+        plays += [('copy-%d.yml' % index, copy), ('delete-%d.yml' % index, delete)]
+    runs = _run_all(workdir, extravars, plays)
+
+    copied = [each for each in runs if 'copy' in each.path and each.changed_tasks()]
+    assert copied, [each.describe() for each in runs]  # at least one copy ran (and maybe a delete after it)
+    for each in runs:
+        if each.rc != 0:
+            failures = each.failures()
+            assert failures, each.describe()  # a failed task, not a crashed playbook
+            for _task, msg in failures:
+                assert _clear_message(msg), each.describe()
+    _cleanup(workdir, extravars, ['a', 'b'])
+
+    a, b = StoreWalk(paths['a']), StoreWalk(paths['b'])
+    assert a.problems() == [] and b.problems() == [], (a.problems(), b.problems())
+    (image_id,) = a.ids_named('img')
+    assert a.active() == [image_id] and set(a.slice_files) == slice_digests(data)
+    if b.records:
+        assert b.active() == [image_id], b.records
+        assert set(b.slice_files) == slice_digests(data)
+        assert _export(workdir, extravars, 'img', 'b', os.path.join(workdir, 'out-b.raw')) == sha256_file(src)
+    else:
+        assert b.slice_files == {} and b.names == {}, (b.slice_files, b.names)
+    assert _export(workdir, extravars, 'img', 'a', os.path.join(workdir, 'out-a.raw')) == sha256_file(src)
+
+
+
+def test_imports_sharing_slices_race_cleanup_and_a_delete(stores):
+    workdir, extravars, paths = stores
+    base = random_bytes(3, 10 * SLICE)
+    # v0 has one slice of its own (9); v1..v5 each change one slice of the base and share the nine others with it.
+    images = dict(('v%d' % index, variant(base, index, [index if index else 9])) for index in range(6))
+    sources = dict((name, write_file(os.path.join(workdir, '%s.raw' % name), data)) for name, data in images.items())
+    done = run(play('Import v0', _image_task('Import', name='v0', src='"%s"' % sources['v0'], disk_format='raw', stores='[a]')),
+               workdir, extravars, name='import-v0.yml')
+    assert done.rc == 0, done.describe()
+
+    cleanup = play('Clean up', '    - name: Clean up\n      vmimages.multistore.store_cleanup: {stores: [a], staging_max_age: 0}\n')
+    plays = [('import-v%d.yml' % index, play('Import v%d' % index, _image_task(
+        'Import', name='v%d' % index, src='"%s"' % sources['v%d' % index], disk_format='raw', stores='[a]'))) for index in (1, 2, 3)]
+    plays += [('cleanup-1.yml', cleanup), ('delete-v0.yml', play('Delete v0', _image_task('Delete', name='v0', state='absent')))]
+    plays += [('import-v%d.yml' % index, play('Import v%d' % index, _image_task(
+        'Import', name='v%d' % index, src='"%s"' % sources['v%d' % index], disk_format='raw', stores='[a]'))) for index in (4, 5)]
+    plays += [('cleanup-2.yml', cleanup)]
+    runs = _run_all(workdir, extravars, plays)
+
+    for each in runs:
+        if 'import' in each.path:
+            assert each.rc == 0, each.describe()
+        elif each.rc != 0:  # a cleanup or the delete may give up on a busy store, and must say so
+            assert each.failures() and all(_clear_message(msg) for _task, msg in each.failures()), each.describe()
+    survivors = ['v%d' % index for index in range(1, 6)]
+    walk = StoreWalk(paths['a'])
+    assert walk.missing_slices() == [], walk.missing_slices()  # before any further cleanup: nothing an image needs is gone
+    reports = _cleanup(workdir, extravars, ['a'], name='verify.yml', verify=True)
+    assert reports['a']['corrupt'] == [], reports
+    if any('delete' in each.path and each.rc != 0 for each in runs):
+        run(play('Delete v0', _image_task('Delete', name='v0', state='absent')), workdir, extravars, name='delete-again.yml')
+        _cleanup(workdir, extravars, ['a'], name='cleanup-again.yml')
+
+    walk = StoreWalk(paths['a'])
+    assert walk.problems() == [], walk.problems()
+    assert sorted(record['name'] for record in walk.records.values()) == survivors
+    assert set(walk.slice_files) == set().union(*(slice_digests(images[name]) for name in survivors))
+    assert walk.corrupt_slices() == []
+    exported = _export_all(workdir, extravars, survivors, 'a')
+    assert exported == dict((name, sha256_file(sources[name])) for name in survivors)
