@@ -154,7 +154,6 @@ def test_copies_racing_deletes_leave_a_whole_copy_or_none(stores):
     assert _export(workdir, extravars, 'img', 'a', os.path.join(workdir, 'out-a.raw')) == sha256_file(src)
 
 
-
 def test_imports_sharing_slices_race_cleanup_and_a_delete(stores):
     workdir, extravars, paths = stores
     base = random_bytes(3, 10 * SLICE)
