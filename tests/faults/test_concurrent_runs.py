@@ -164,7 +164,9 @@ def test_imports_sharing_slices_race_cleanup_and_a_delete(stores):
                workdir, extravars, name='import-v0.yml')
     assert done.rc == 0, done.describe()
 
-    cleanup = play('Clean up', '    - name: Clean up\n      vmimages.multistore.store_cleanup: {stores: [a], staging_max_age: 0}\n')
+    # Each cleanup runs several times in a row, to overlap the imports' staging, placeholders and commits.
+    cleanup = play('Clean up', '    - name: Clean up\n      vmimages.multistore.store_cleanup: {stores: [a], staging_max_age: 0}\n'
+                   '      loop: [1, 2, 3, 4, 5, 6]\n')
     plays = [('import-v%d.yml' % index, play('Import v%d' % index, _image_task(
         'Import', name='v%d' % index, src='"%s"' % sources['v%d' % index], disk_format='raw', stores='[a]'))) for index in (1, 2, 3)]
     plays += [('cleanup-1.yml', cleanup), ('delete-v0.yml', play('Delete v0', _image_task('Delete', name='v0', state='absent')))]
