@@ -270,8 +270,12 @@ class FileBlobs(Blobs):
                     continue  # a temporary file (fs.temp_name)
                 if entry.is_dir(follow_symlinks=False):
                     walk(entry.path, parent + entry.name + '/')
+                elif not sizes:
+                    found.append((parent + entry.name, None))
                 else:
-                    found.append((parent + entry.name, entry.stat().st_size if sizes else None))
+                    stat = _stat(entry)
+                    if stat is not None:  # else removed since the directory was read (another run deleted its image)
+                        found.append((parent + entry.name, stat.st_size))
         walk(self.path(prefix), prefix)
         return found
 
@@ -386,7 +390,10 @@ class FileBlobs(Blobs):
         found = []
         for entry in _scandir(os.path.join(self.root, 'staging')):
             if entry.name.endswith('.partial'):
-                image_id, born = entry.name[:-len('.partial')], entry.stat().st_mtime
+                stat = _stat(entry)
+                if stat is None:
+                    continue  # its transfer committed or gave up since the directory was read
+                image_id, born = entry.name[:-len('.partial')], stat.st_mtime
             elif entry.name.startswith('removed-'):
                 image_id, born = None, None
             else:
@@ -420,6 +427,16 @@ def _tree_size(path):
             except OSError:
                 pass
     return total
+
+
+def _stat(entry):
+    """The stat of a directory entry, None when it is gone since its directory was read (another run removed it)."""
+    try:
+        return entry.stat()
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
 
 
 def _scandir(path):
