@@ -83,7 +83,7 @@ class ImageRequest:
         if self.signature and (self.datablock or params.get('clone_from')):
             raise InvalidArgument('signature: verifies the data of src:; a datablock or a clone has none to verify')
         self.actions = []
-        self.name_locks = []  # held while this run makes a new image (present): kept alive with the transfer's locks
+        self.name_locks = []  # held while this run makes a new image, until its 'importing' records are written
         self.done_elsewhere = []  # target stores another run completed the image in while this run waited for it
         self.failed_import = []
         self.released = 0
@@ -141,9 +141,9 @@ class ImageRequest:
         return self._converge(view, targets, check_mode)
 
     def _create_once(self, targets, check_mode):
-        """Make the image, unless another run made it meanwhile. Runs importing one name at once hold the name's lock
-        in each target store (in store order) and look again once they have it: the first imports, the others wait
-        for it (up to the lock's wait) and then find the image and converge on it, with nothing left to do."""
+        """Make the image, unless another run made it meanwhile. Runs importing one name at once take the name's lock in
+        each target store (in store order) and look again once they have it; the first one holds it until its
+        'importing' records are written. The others then find the image, wait for its locks and find it done."""
         if check_mode or not self.name or not targets:
             return self._create(targets, check_mode)
         with contextlib.ExitStack() as stack:
@@ -158,8 +158,14 @@ class ImageRequest:
                 if view is None:
                     return self._create(targets, check_mode)
             finally:
-                self.name_locks = []
+                self._release_name_locks()
         return self._converge(view, targets, check_mode)
+
+    def _release_name_locks(self):
+        """Once the new image shows in every target (its 'importing' records), other runs find it by its name."""
+        for lock in self.name_locks:
+            lock.release()
+        self.name_locks = []
 
     def _create(self, targets, check_mode):
         src = self.params.get('src')
@@ -344,7 +350,7 @@ class ImageRequest:
     def _transfer(self, image_id, targets, placeholder, move_data):
         """Run ``move_data(sinks, refresh, progress)`` into every target (see transaction.Transfer)."""
         transfer = Transfer(self.catalog, image_id, targets, self.allow_failure, self.failed_import, self._note_resumed,
-                            keep_alive=self.name_locks)
+                            on_placeholders=self._release_name_locks)
         transfer.run(placeholder, move_data)
         if transfer.done_elsewhere:
             self.done_elsewhere.extend(transfer.done_elsewhere)

@@ -46,14 +46,14 @@ class Transfer:
     fail are listed in ``failed_import`` and the others are committed.
     """
 
-    def __init__(self, catalog, image_id, targets, allow_failure=False, failed_import=None, on_resumed=None, keep_alive=()):
+    def __init__(self, catalog, image_id, targets, allow_failure=False, failed_import=None, on_resumed=None, on_placeholders=None):
         self.catalog = catalog
         self.image_id = image_id
         self.targets = targets
         self.allow_failure = allow_failure
         self.failed_import = failed_import if failed_import is not None else []
         self.on_resumed = on_resumed  # called with the number of slices an interrupted run had staged already
-        self.keep_alive = list(keep_alive)  # more locks the caller holds for the transfer (a new image's name locks)
+        self.on_placeholders = on_placeholders  # called once every target shows the image as 'importing' (under its locks)
         self.done_elsewhere = []  # targets another run completed while this one waited for their locks: left untouched
         self._pending_gc = []
 
@@ -85,10 +85,12 @@ class Transfer:
             stack.callback(progress.close)
             try:
                 sinks.extend(self._sinks(stack, placeholder))
+                if self.on_placeholders is not None:
+                    self.on_placeholders()
                 resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
                 if resumed and self.on_resumed is not None:
                     self.on_resumed(resumed)
-                record, slice_list = move_data(sinks, self._refresher(locks + self.keep_alive, progress), progress)
+                record, slice_list = move_data(sinks, self._refresher(locks, progress), progress)
                 self._finish(sinks, slice_list, record, progress)
             except BaseException as exc:
                 # An interrupted transfer keeps its staged slices so that a re-run sends only what is missing;

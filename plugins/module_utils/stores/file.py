@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import (
     atomic_write, clone_range, fsync_dir, makedirs, remove_file, write_all)
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import LockError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_WAIT, ExpiringLock, SliceGuard
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter
@@ -385,8 +386,8 @@ class FileBlobs(Blobs):
         return SliceGuard(os.path.join(self.root, 'locks', 'slices.lock'), exclusive, **options)
 
     def leftovers(self, now, max_age):
-        """Images being removed (``removed-*``), and ``<id>.partial`` slices of an interrupted transfer (adopted by a
-        re-run of that image until they are ``max_age`` old)."""
+        """Images being removed (``removed-*``), ``<id>.partial`` slices of an interrupted transfer (adopted by a
+        re-run of that image until they are ``max_age`` old), and name locks no live run holds."""
         found = []
         for entry in _scandir(os.path.join(self.root, 'staging')):
             if entry.name.endswith('.partial'):
@@ -400,6 +401,12 @@ class FileBlobs(Blobs):
                 continue
             found.append(Leftover('staging/%s' % entry.name, image_id, born, functools.partial(_tree_size, entry.path),
                                   functools.partial(shutil.rmtree, entry.path, ignore_errors=True)))
+        # The name lock of a run killed while it made a new image (before its 'importing' records were written).
+        for entry in _scandir(os.path.join(self.root, 'locks')):
+            if entry.name.startswith('name-') and entry.name.endswith('.lock'):
+                lock = ExpiringLock(entry.path, 'the name lock %s' % entry.name, wait=0)
+                if not lock.busy():
+                    found.append(Leftover('locks/%s' % entry.name, None, None, lambda: 0, functools.partial(_break, lock)))
         return found
 
     def writer(self, store, image_id):
@@ -427,6 +434,16 @@ def _tree_size(path):
             except OSError:
                 pass
     return total
+
+
+def _break(lock):
+    """Remove a lock nobody holds (as a run breaking it would), unless a live run took it meanwhile."""
+    try:
+        lock.acquire()
+    except LockError:
+        return False
+    lock.release()
+    return True
 
 
 def _stat(entry):
