@@ -157,8 +157,11 @@ def test_copies_racing_deletes_leave_a_whole_copy_or_none(stores):
 def test_imports_sharing_slices_race_cleanup_and_a_delete(stores):
     workdir, extravars, paths = stores
     base = random_bytes(3, 10 * SLICE)
-    # v0 has one slice of its own (9); v1..v5 each change one slice of the base and share the nine others with it.
-    images = dict(('v%d' % index, variant(base, index, [index if index else 9])) for index in range(6))
+    # v0 has one slice of its own (9). v1..v5 each change one slice of the base, and all change slice 8 the same way: the
+    # five imports stage that new slice at once, and share the seven others with v0, which is being deleted.
+    common = variant(base, 'common', [8])
+    images = dict(('v%d' % index, variant(common, index, [index])) for index in range(1, 6))
+    images['v0'] = variant(base, 0, [9])
     sources = dict((name, write_file(os.path.join(workdir, '%s.raw' % name), data)) for name, data in images.items())
     done = run(play('Import v0', _image_task('Import', name='v0', src='"%s"' % sources['v0'], disk_format='raw', stores='[a]')),
                workdir, extravars, name='import-v0.yml')
