@@ -178,3 +178,40 @@ def test_a_copy_into_a_full_store_and_its_rerun(tmp_path, small_fs):
         after = os.stat(os.path.join(paths['small'], 'slices', digest[:2], digest))
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), digest
     assert _export(workdir, extravars, 'img', 'small') == sha256_file(src)
+
+
+@needs_root
+def test_an_import_into_two_stores_one_of_them_full(tmp_path, small_fs):
+    """All or nothing by default (the roomy store does not keep it either); with allow_failure the roomy store keeps it,
+    the full one is listed in failed_import with the reason, and a later run copies it there once there is room."""
+    workdir, extravars, paths = _stores(tmp_path, small_fs)
+    data = random_bytes(15, 10 * SLICE + 99)
+    src = write_file(os.path.join(workdir, 'img.raw'), data)
+    filler = fill(small_fs, 16 * 1024 * 1024)
+    both = '"%s", disk_format: raw, stores: [big, small]' % src
+
+    failed = run(play('Import', '    - name: Import\n      vmimages.multistore.image: {name: img, src: %s}\n' % both),
+                 workdir, extravars, name='import.yml')
+    text = _assert_no_space_failure(failed, paths['small'])
+    assert 'no store was changed' in text, text
+    assert StoreWalk(paths['big']).records == {} and StoreWalk(paths['small']).records == {}
+    assert _info(workdir, extravars, 'img') == []
+
+    done = run(play('Import', '    - name: Import\n      vmimages.multistore.image: {name: img, src: %s, allow_failure: true}\n' % both),
+               workdir, extravars, name='import.yml')
+    assert done.rc == 0, done.describe()
+    (failure,) = done.results[0][1]['failed_import']
+    assert failure['store'] == 'small' and 'no space' in failure['error'].lower(), failure
+    (image,) = _info(workdir, extravars, 'img')
+    assert image['status'] == 'active' and image['stores'] == ['big'], image
+    assert StoreWalk(paths['small']).active() == []
+    _cleanup(workdir, extravars)
+    walk = StoreWalk(paths['small'])
+    assert walk.problems() == [] and walk.records == {} and walk.slice_files == {}, walk.problems()
+
+    os.unlink(filler)
+    done = run(play('Copy', _image_task('Copy to small', name='img', stores='[small]')), workdir, extravars, name='copy.yml')
+    assert done.rc == 0 and done.results[0][1]['actions'] == ['copy to small from big'], done.describe()
+    walk = StoreWalk(paths['small'])
+    assert walk.problems() == [] and set(walk.slice_files) == slice_digests(data), walk.problems()
+    assert _export(workdir, extravars, 'img', 'small') == sha256_file(src)
