@@ -164,7 +164,7 @@ class ImageRequest:
     def _release_name_locks(self):
         """Once the new image shows in every target (its 'importing' records), other runs find it by its name."""
         for lock in self.name_locks:
-            lock.release()
+            lock.__exit__(None, None, None)  # what every back end's lock has (the rbd lock has no release); a second exit is a no-op
         self.name_locks = []
 
     def _create(self, targets, check_mode):
