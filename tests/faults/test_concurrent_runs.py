@@ -117,6 +117,23 @@ def test_the_same_import_eight_times_gives_one_image(stores):
         assert _export(workdir, extravars, 'base', name, os.path.join(workdir, 'out-%s.raw' % name)) == sha256_file(src)
 
 
+def test_the_same_clone_eight_times_gives_one_image(stores):
+    workdir, extravars, paths = stores
+    src = write_file(os.path.join(workdir, 'base.raw'), random_bytes(4, 2 * SLICE))
+    done = run(play('Import', _image_task('Import', name='base', src='"%s"' % src, disk_format='raw', stores='[a, b]')), workdir,
+               extravars, name='import.yml')
+    assert done.rc == 0, done.describe()
+    task = _image_task('Clone', name='golden', clone_from='base', state='cloned')
+    runs = _run_all(workdir, extravars, [('clone-%d.yml' % index, play('Clone %d' % index, task)) for index in range(RUNS)])
+    for each in runs:
+        assert each.rc == 0, each.describe()
+    assert len([each for each in runs if each.changed_tasks()]) == 1, [each.results for each in runs]
+    for name, path in sorted(paths.items()):
+        walk = StoreWalk(path)
+        assert len(walk.ids_named('golden')) == 1 and walk.problems() == [], (name, walk.records, walk.problems())
+        assert walk.slice_lists[walk.ids_named('golden')[0]] == walk.slice_lists[walk.ids_named('base')[0]]
+
+
 def test_copies_racing_deletes_leave_a_whole_copy_or_none(stores):
     workdir, extravars, paths = stores
     data = random_bytes(2, 10 * SLICE + 4321)

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import functools
 import uuid
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
@@ -140,12 +141,15 @@ class ImageRequest:
             return self._create_once(targets, check_mode)
         return self._converge(view, targets, check_mode)
 
-    def _create_once(self, targets, check_mode):
-        """Make the image, unless another run made it meanwhile. Runs importing one name at once take the name's lock in
-        each target store (in store order) and look again once they have it; the first one holds it until its
-        'importing' records are written. The others then find the image, wait for its locks and find it done."""
+    def _create_once(self, targets, check_mode, make=None):
+        """Make the image (``make()``, by default an import into ``targets``), unless another run made it meanwhile. Runs
+        making one name at once take the name's lock in each target store (in store order) and look again once they
+        have it. An import holds it until its 'importing' records are written, a clone until it is made; the others
+        then find the image (and wait for its image locks, if it is still importing) and converge on it."""
+        if make is None:
+            make = functools.partial(self._create, targets, check_mode)
         if check_mode or not self.name or not targets:
-            return self._create(targets, check_mode)
+            return make()
         with contextlib.ExitStack() as stack:
             for store in sorted(targets, key=lambda s: s.name):
                 try:
@@ -156,10 +160,10 @@ class ImageRequest:
             try:
                 view = self.catalog.find(self.image_id, self.name)
                 if view is None:
-                    return self._create(targets, check_mode)
+                    return make()
             finally:
                 self._release_name_locks()
-        return self._converge(view, targets, check_mode)
+        return self._converge(view, self._targets(), check_mode)
 
     def _release_name_locks(self):
         """Once the new image shows in every target (its 'importing' records), other runs find it by its name."""
@@ -425,6 +429,11 @@ class ImageRequest:
         if view is not None:
             # The clone exists: from now on it is an image like any other (copies, metadata updates).
             return self._converge(view, self._targets(), check_mode)
+        # Made under the name's locks (as an import is) in the stores it may go to: clones of one name at once make one.
+        stores = self._targets() or [store for store in self.catalog.stores.values() if store.identity is not None]
+        return self._create_once(stores, check_mode, functools.partial(self._clone, check_mode))
+
+    def _clone(self, check_mode):
         parent_ref = self.params.get('clone_from')
         if not parent_ref:
             raise InvalidArgument('state: cloned needs clone_from: (the name or id of the image to clone)')

@@ -108,3 +108,16 @@ def test_a_new_image_is_made_under_its_names_lock(declare, registry, make_raw, i
     assert Catalog(registry).named('img') == []
     image_request(name='img', src=make_raw('img.raw', [1]), disk_format='raw', stores=['a', 'b']).present(False)
     assert len(Catalog(registry).named('img')) == 1
+
+
+def test_a_clone_is_made_under_its_names_lock(declare, registry, make_raw, image_request, locks_never_wait):
+    declare('a')
+    image_request(name='base', src=make_raw('base.raw', [1]), disk_format='raw', stores=['a']).present(False)
+    catalog = Catalog(registry)
+    with catalog.store('a').backend.name_lock('golden'):  # another run is cloning base as golden
+        with pytest.raises(LockError, match="new image 'golden' in store 'a' is locked by .* another run is working on it"):
+            image_request(name='golden', clone_from='base', state='cloned').cloned(False)
+    assert Catalog(registry).named('golden') == []
+    assert image_request(name='golden', clone_from='base', state='cloned').cloned(False) is True
+    assert image_request(name='golden', clone_from='base', state='cloned').cloned(False) is False
+    assert len(Catalog(registry).named('golden')) == 1
