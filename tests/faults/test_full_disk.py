@@ -96,7 +96,7 @@ def _export(workdir, extravars, image, store):
 def _assert_no_space_failure(done, store_path):
     """The task failed with words: the store, and that there is no space; no traceback, no module crash."""
     assert done.rc != 0, done.describe()
-    (task, msg), = done.failures()
+    ((_task, msg),) = done.failures()
     text = str(msg)
     assert "store 'small'" in text or store_path in text, text
     assert 'no space' in text.lower(), text
