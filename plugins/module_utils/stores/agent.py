@@ -75,7 +75,7 @@ class Agent:
             try:
                 method = getattr(self, 'op_' + str(op), None)
                 if method is None:
-                    raise errors.StoreError('store agent: unknown operation %r (client and agent versions differ?)' % op)
+                    raise errors.StoreError('%s %r (client and agent versions differ?)' % (remote_methods.UNKNOWN_OPERATION, op))
                 reply = {'ok': True, 'result': method(**args)}
             except errors.MultistoreError as exc:
                 reply = {'ok': False, 'error': type(exc).__name__, 'message': str(exc)}

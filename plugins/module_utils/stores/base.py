@@ -24,6 +24,10 @@ NAME_LOCK_NAMESPACE = uuid.UUID('7d6f3b52-3c1e-4c55-9d2a-6b1f0e8a4c01')
 COMPLETE_STATUSES = ('active', 'deactivated')
 
 
+def name_lock_id(name):
+    return str(uuid.uuid5(NAME_LOCK_NAMESPACE, name))
+
+
 def is_complete(record):
     return (record or {}).get('status') in COMPLETE_STATUSES
 
@@ -259,7 +263,7 @@ class Store:
     def name_lock(self, name):
         """The lock a run holds while it makes a new image named ``name`` in this store, so that runs importing the
         same name at once make one image: the first imports, the others find it done."""
-        return self.image_lock(str(uuid.uuid5(NAME_LOCK_NAMESPACE, name)))
+        return self.image_lock(name_lock_id(name))
 
     def slice_guard(self, exclusive):
         raise NotImplementedError

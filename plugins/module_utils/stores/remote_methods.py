@@ -21,12 +21,16 @@ import hashlib
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import name_lock_id
 
 # The argument that travels as the frame's body (bytes), and the one that names a handle the agent keeps.
 BODY = 'body'
 HANDLE = 'handle'
 # Slices a verify asks the agent to hash per call (256 MiB: a round trip is nothing next to reading them).
 HASH_BATCH = 64
+# What an agent answers to an operation it does not know: an installed agent (forced command of a sync key) older
+# than the client. Lines with a ``fallback`` then do without it.
+UNKNOWN_OPERATION = 'store agent: unknown operation'
 
 
 class Codec:
@@ -67,17 +71,20 @@ class Remote:
     - ``checked``: the body is the slice named by ``digest``, verified on arrival; the message's end when not;
     - ``batch``: the client sends the first argument in chunks of that many and chains the results;
     - ``client_method``: SshFileStore gets the method ``name`` made from this line (the other lines are called by
-      the client's handle objects or hand-written methods).
+      the client's handle objects or hand-written methods);
+    - ``fallback``: what the client does instead, ``fallback(store, *arguments)``, when the agent is older than the
+      line (it answers UNKNOWN_OPERATION).
     """
 
     def __init__(self, name, args=(), call=None, codecs=None, result=JSON, keep=None, release=False, checked=None,
-                 batch=None, client_method=False):
+                 batch=None, client_method=False, fallback=None):
         self.name = name
         self.args = tuple(args)
         self.call = call or name
         self.codecs = codecs or {}
         self.result = result
         self.client_method = client_method
+        self.fallback = fallback
         self.keep = keep
         self.release = release
         self.checked = checked
@@ -125,6 +132,10 @@ def _put(writer, digest, body):
     return writer.new_bytes
 
 
+def _nothing(*_ignored):
+    return None
+
+
 def _entered(guard):
     guard.__enter__()
     return guard
@@ -138,10 +149,11 @@ METHODS = (
     Remote('status'),  # SshFileStore.status: an agent it cannot reach means disconnected
     store_method('writable_problem'),
     store_method('stats'),
-    store_method('usage'),
-    store_method('count_new_slices', ['new_bytes']),
-    store_method('start_usage_ledger'),
-    store_method('reset_usage'),
+    # the usage ledger; an older agent keeps none (quota checks walk, as they did)
+    store_method('usage', fallback=_nothing),
+    store_method('count_new_slices', ['new_bytes'], fallback=_nothing),
+    store_method('start_usage_ledger', fallback=lambda store: False),
+    store_method('reset_usage', fallback=_nothing),
     # slices (hand-written bulk paths: put_slice is pipelined, read_slices streamed)
     store_method('missing_slices', ['digests'], codecs={'digests': LIST}),
     store_method('hash_slices', ['digests'], result=TUPLES, batch=HASH_BATCH),
@@ -165,6 +177,9 @@ METHODS = (
     Remote('writer_commit', [HANDLE], call='commit', release=True),
     Remote('writer_abort', [HANDLE, 'keep'], call='abort', release=True),
     Remote('lock_acquire', ['image_id'], call=lambda store, image_id: store.image_lock(image_id).acquire(), keep=True),
+    # an older agent has no name locks of its own: the interface's default, an image lock named after the name
+    Remote('name_lock_acquire', ['name'], call=lambda store, name: store.name_lock(name).acquire(), keep=True,
+           fallback=lambda store, name: store.invoke('lock_acquire', name_lock_id(name))),
     Remote('lock_refresh', [HANDLE], call='refresh'),
     Remote('lock_release', [HANDLE], call='release', release=True),
     Remote('lock_busy', ['image_id'], call=lambda store, image_id: store.image_lock(image_id).busy()),

@@ -398,13 +398,16 @@ class RemoteSliceWriter(SliceWriter):
 
 
 class RemoteLock:
-    def __init__(self, store, image_id):
+    """An image lock (or, with ``op='name_lock_acquire'``, a name lock) the agent takes and holds for this client."""
+
+    def __init__(self, store, image_id, op='lock_acquire'):
         self.store = store
         self.image_id = image_id
+        self.op = op
         self.handle = None
 
     def acquire(self):
-        self.handle = self.store.invoke('lock_acquire', self.image_id)
+        self.handle = self.store.invoke(self.op, self.image_id)
         return self
 
     def refresh(self):
@@ -420,6 +423,8 @@ class RemoteLock:
                 pass  # a dead agent's lock is broken by the next run (its process is gone)
 
     def busy(self):
+        if self.op != 'lock_acquire':
+            raise NotImplementedError('only image locks are asked whether they are busy over the wire')
         return self.store.invoke('lock_busy', self.image_id)
 
     def __enter__(self):
@@ -495,7 +500,12 @@ class SshFileStore(Store):
 
     def _request(self, remote, values):
         args, body = remote.client_args(values)
-        return remote.result.take(self.agent().call(remote.name, body, **args))
+        try:
+            return remote.result.take(self.agent().call(remote.name, body, **args))
+        except errors.StoreError as exc:
+            if remote.fallback is None or remote_methods.UNKNOWN_OPERATION not in str(exc):
+                raise
+            return remote.fallback(self, *values)
 
     def _batched(self, remote, values):
         items = list(values[0])
@@ -530,6 +540,10 @@ class SshFileStore(Store):
 
     def image_lock(self, image_id):
         return RemoteLock(self, image_id)
+
+    def name_lock(self, name):
+        # the store host's own name lock (the file a local run on that host takes too), not the interface's default
+        return RemoteLock(self, name, op='name_lock_acquire')
 
     def slice_guard(self, exclusive):
         return RemoteGuard(self, exclusive)

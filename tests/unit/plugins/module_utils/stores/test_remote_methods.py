@@ -23,7 +23,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.remote_
 
 # Hand-written on the client, and why.
 BULK = ('read_slice', 'read_slices', 'slice_writer')  # streamed reads; the writer's pipelined puts
-LOCAL = ('where', 'location', 'has_slice', 'status', 'image_lock', 'slice_guard')  # no call, or a table line used by hand
+LOCAL = ('where', 'location', 'has_slice', 'status', 'image_lock', 'name_lock', 'slice_guard')  # no call, or a table line used by hand
 
 
 def interface():
@@ -70,10 +70,10 @@ class Recording(ssh.AgentChannel):
 class Served:
     """An agent in a thread serving ``root`` over a socketpair, and an SshFileStore talking to it."""
 
-    def __init__(self, root):
+    def __init__(self, root, agent_class=Agent):
         near, far = socket.socketpair()
         self.sockets = (near, far)
-        self.thread = threading.Thread(target=Agent([root]).serve, args=(far.makefile('rb'), far.makefile('wb')))
+        self.thread = threading.Thread(target=agent_class([root]).serve, args=(far.makefile('rb'), far.makefile('wb')))
         self.thread.daemon = True
         self.thread.start()
         self.channel = Recording(near.makefile('wb'), near.makefile('rb'))
@@ -137,6 +137,9 @@ def test_the_agent_answers_every_line_of_the_table_as_the_file_store(served, roo
         remote.write_slice_list(image_id, slice_list)
         remote.write_record(image_id, {'id': image_id, 'status': 'active'})
     assert not local.image_lock(image_id).busy()
+    with remote.name_lock('disk'):  # the same lock as a run on the store's host takes
+        assert local.name_lock('disk').busy() and not local.name_lock('other').busy()
+    assert not local.name_lock('disk').busy()
 
     assert remote.read_slice_list(image_id).to_dict() == local.read_slice_list(image_id).to_dict() == slice_list.to_dict()
     assert remote.read_slice_list('image-2') is None
@@ -217,3 +220,25 @@ def test_the_session_refuses_what_it_does_not_serve(served, tmp_path):
     with pytest.raises(StoreError, match="this host's store agent serves only .*central, not /etc"):
         channel.call('open', name='etc', path='/etc')
     assert channel.call('ping') is True
+
+
+class OlderAgent(Agent):
+    """An installed agent of the version before the usage ledger and name locks (a sync key's forced command)."""
+    op_usage = op_count_new_slices = op_start_usage_ledger = op_reset_usage = op_name_lock_acquire = None
+
+
+def test_a_client_works_with_an_older_agent_without_the_newer_lines(root):
+    served = Served(root, OlderAgent)
+    try:
+        remote, local = served.store, FileStore('central', {'path': root})
+        remote.write_identity({'name': 'central', 'id': 'c1'})
+        # no ledger there: quota checks walk, commits count nothing, cleanups count nothing
+        assert remote.usage() is None and remote.start_usage_ledger() is False
+        assert remote.count_new_slices(SLICE_SIZE) is None and remote.reset_usage() is None
+        # the name lock is the interface's default (an image lock named after the name), held by the agent
+        with remote.name_lock('disk'):
+            assert Store.name_lock(local, 'disk').busy()
+        assert not Store.name_lock(local, 'disk').busy()
+        assert {'usage', 'name_lock_acquire', 'lock_acquire'} <= served.channel.sent
+    finally:
+        served.close()
