@@ -125,6 +125,14 @@ class RbdSliceWriter(SliceWriter):
         self.new_bytes = 0
         return True
 
+    def expect(self, size):
+        # The image takes the source's size at once: growing it mid-import waits for every write in flight.
+        if size:
+            try:
+                self._grow(size, exact=True)
+            except rbd.Error as exc:
+                raise self.store.error('cannot resize rbd image %s' % self.image_id, exc)
+
     def plan(self, slice_list):
         self.positions = slice_positions(slice_list)
         found = self.found()
