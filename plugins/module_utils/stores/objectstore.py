@@ -111,6 +111,15 @@ class ObjectBlobs(Blobs):
     def _put(self, key, data):
         raise NotImplementedError
 
+    @staticmethod
+    def payload(data):
+        """A copy of ``data`` (a view of a buffer the pipeline reuses) in the form ``_put_slice`` sends best."""
+        return bytes(data)
+
+    def _put_slice(self, key, data, sha256):
+        """Put a slice whose sha256 is known: a back end that hashes what it sends may use it instead."""
+        self._put(key, data)
+
     def _head(self, key):
         """The object's size, or None when it (or the bucket) does not exist."""
         raise NotImplementedError
@@ -214,6 +223,9 @@ class ObjectBlobs(Blobs):
 
     def put_object(self, key, data, what=None, interrupted=False):
         self.call(what or 'write %s' % key, self._put, self.full_key(key), data, interrupted=interrupted)
+
+    def put_slice(self, key, data, sha256, what=None, interrupted=False):
+        self.call(what or 'write %s' % key, self._put_slice, self.full_key(key), data, sha256, interrupted=interrupted)
 
     def head_object(self, key, what=None, interrupted=False):
         """The size of the object at ``key``, None when absent."""

@@ -47,7 +47,7 @@ class ObjectSliceWriter(SliceWriter):
         if digest in self._seen:
             return False
         self._seen.add(digest)
-        payload = bytes(data)
+        payload = self.blobs.payload(data)
         self._slots.acquire()
         try:
             future = self.blobs.executor().submit(self._upload, digest, payload)
@@ -66,7 +66,7 @@ class ObjectSliceWriter(SliceWriter):
         # A slice object of the wrong size is damaged (a content name fixes the size): replace it.
         if self.blobs.head_object(key, 'check slice %s' % digest, interrupted=True) == len(payload):
             return
-        self.blobs.put_object(key, payload, 'upload slice %s' % digest, interrupted=True)
+        self.blobs.put_slice(key, payload, digest, 'upload slice %s' % digest, interrupted=True)
         with self._lock:
             self.uploaded[digest] = len(payload)
             self.new_bytes += len(payload)

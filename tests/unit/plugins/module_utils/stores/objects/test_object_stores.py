@@ -283,6 +283,25 @@ def test_an_upload_that_fails_surfaces_at_a_later_put_or_commit(kind, make_backe
     assert writer.new_bytes == 0 and writer.staged_digests() == []
 
 
+def test_s3_signs_a_slice_with_its_sha256_without_hashing_it_again_and_radosgw_checks_it(make_backend, bucket_keys, monkeypatch):
+    import botocore.auth
+    backend = make_backend('s3')
+    backend.blobs.create()
+    hashed = []
+    real = botocore.auth.sha256
+    monkeypatch.setattr(botocore.auth, 'sha256', lambda *data: (hashed.append(len(data[0]) if data else 0), real(*data))[1])
+    data = bytearray(slice_bytes(7))
+    backend.blobs.put_slice('slices/known', data, sha256(data))
+    assert backend.blobs.get_object('slices/known') == bytes(data)
+    assert max(hashed) < 4096  # botocore hashed its canonical request, never the 4 MiB body
+    # the signature carries the digest and radosgw checks the body against it: a wrong one is refused
+    with pytest.raises(StoreError, match='XAmzContentSHA256Mismatch'):
+        backend.blobs.put_slice('slices/wrong', data, sha256(b'other bytes'))
+    assert 'slices/wrong' not in bucket_keys(backend.blobs.bucket)
+    backend.blobs.put_object('plain', b'{}')  # other requests sign as botocore does
+    assert backend.blobs.get_object('plain') == b'{}'
+
+
 # ---- leases
 
 
