@@ -21,7 +21,7 @@ imports into the cluster's `images` pool and the image is removed afterwards.
 
 Ceph: --ceph-dir DIR (or CEPH_LAB_DIR) names a running tests/ceph/cephlab.py cluster; without it a
 cluster is started in the scratch directory and stopped at the end (root; Debian's Ceph packages).
-Run with the venv's python: .venv/bin/python bench/rbd_import.py [--quick] [--size-mib N] [--repeat N]
+Run with the venv's python: .venv/bin/python bench/rbd_import.py [--quick] [--size-mib N] [--repeat N] [--skip-qcow2]
 """
 
 from __future__ import absolute_import, division, print_function
@@ -56,6 +56,7 @@ def main():
     parser.add_argument('--size-mib', type=int, default=2048, help='size of the image')
     parser.add_argument('--repeat', type=int, default=2, help='timed rounds per contender (the best is kept)')
     parser.add_argument('--ceph-dir', default=os.environ.get('CEPH_LAB_DIR'), help='a running cephlab cluster')
+    parser.add_argument('--skip-qcow2', action='store_true', help='only the raw contenders (rbd import, +sums, engine raw)')
     args = parser.parse_args()
     size = (64 if args.quick else args.size_mib) * MIB
     eng = benchlib.engine()
@@ -80,13 +81,15 @@ def run(args, eng, scratch, cluster, size):
     src = scratch.join('disk.raw')
     benchlib.write_random_file(src, size)
     qcow2 = scratch.join('disk.qcow2')
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', src, qcow2], check=True)
+    if not args.skip_qcow2:
+        subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', src, qcow2], check=True)
     registry = eng.Registry(scratch.join('registry'))
     eng.StoreDeclaration(registry, {'name': 'ceph', 'type': 'rbd', 'pool': cluster['rbd_pool'], 'ceph_conf': cluster['conf'],
                                     'keyring': cluster['rbd_keyring'], 'user': cluster['rbd_user'], 'enabled': True}).present(False)
     caches = benchlib.Caches(args.cold)
     pool = cluster['rbd_pool']
     best = {}
+    print('before: %s' % benchlib.load_note())
 
     def keep(name, timed):
         if name not in best or timed.wall < best[name].wall:
@@ -115,6 +118,9 @@ def run(args, eng, scratch, cluster, size):
             request.present(False)
         eng.ImageRequest(eng.Catalog(registry), benchlib.image_params(name=image, state='absent')).absent(False)
         keep('engine raw', timed)
+        if args.skip_qcow2:
+            print('round %d done' % (round_number + 1))
+            continue
 
         caches.before_run(qcow2)
         temporary = scratch.join('converted.raw')
@@ -136,19 +142,25 @@ def run(args, eng, scratch, cluster, size):
         print('round %d done' % (round_number + 1))
 
     print('\n%d MiB image, %s; best of %d rounds' % (size // MIB, caches.describe(), args.repeat))
-    print('%-24s %8s %8s %6s %10s' % ('contender', 'wall s', 'cpu s', 'cores', 'GB/s'))
+    # cpu s: this process and its children (the rbd CLI, md5sum...), not the OSD; CPU s/GB: the same per 1e9 bytes
+    print('%-24s %8s %8s %8s %6s %10s' % ('contender', 'wall s', 'cpu s', 'CPU s/GB', 'cores', 'GB/s'))
     for name in ('rbd import', 'rbd import+sums', 'engine raw', 'qemu-img + rbd import', 'engine qcow2'):
+        if name not in best:
+            continue
         timed = best[name]
-        print('%-24s %8.2f %8.2f %6.2f %10.2f' % (name, timed.wall, timed.cpu, timed.cores, gbps(size, timed.wall)))
+        print('%-24s %8.2f %8.2f %8.2f %6.2f %10.2f' % (name, timed.wall, timed.cpu, timed.cpu / (size / 1e9), timed.cores,
+                                                       gbps(size, timed.wall)))
+    print('after: %s' % benchlib.load_note())
     raw_ratio = best['engine raw'].wall / best['rbd import'].wall
-    qcow2_ratio = best['engine qcow2'].wall / best['qemu-img + rbd import'].wall
+    qcow2_ratio = best['engine qcow2'].wall / best['qemu-img + rbd import'].wall if 'engine qcow2' in best else None
     sums_ratio = best['engine raw'].wall / best['rbd import+sums'].wall
     print('\nratio engine raw / rbd import: %.2fx (time; below 1 is faster)' % raw_ratio)
     print('ratio engine raw / (rbd import + md5sum + sha512sum): %.2fx' % sums_ratio)
-    print('ratio engine qcow2 / (qemu-img convert + rbd import): %.2fx' % qcow2_ratio)
+    if qcow2_ratio is not None:
+        print('ratio engine qcow2 / (qemu-img convert + rbd import): %.2fx' % qcow2_ratio)
     if args.json:
         with open(args.json, 'w') as handle:
-            json.dump({'size': size, 'results': dict((name, timed.as_dict()) for name, timed in best.items()),
+            json.dump({'size': size, 'loadavg': os.getloadavg(), 'results': dict((name, timed.as_dict()) for name, timed in best.items()),
                        'ratio_raw': raw_ratio, 'ratio_raw_with_sums': sums_ratio, 'ratio_qcow2': qcow2_ratio}, handle, indent=1)
     return 0
 
