@@ -160,8 +160,8 @@ def run(args, eng, scratch, cluster, size):
         if name not in best:
             continue
         timed = best[name]
-        print('%-24s %8.2f %8.2f %8.2f %6.2f %10.2f' % (name, timed.wall, timed.cpu, timed.cpu / (size / 1e9), timed.cores,
-                                                       gbps(size, timed.wall)))
+        print('%-24s %8.2f %8.2f %8.2f %6.2f %10.2f'
+              % (name, timed.wall, timed.cpu, timed.cpu / (size / 1e9), timed.cores, gbps(size, timed.wall)))
     print('after: %s' % benchlib.load_note())
     raw_ratio = best['engine raw'].wall / best['rbd import'].wall
     qcow2_ratio = best['engine qcow2'].wall / best['qemu-img + rbd import'].wall if 'engine qcow2' in best else None
