@@ -260,6 +260,26 @@ def test_image_lock_excludes_a_second_owner_and_a_dead_owner_is_broken(registry,
         pass
 
 
+def test_an_import_of_a_known_size_sizes_the_image_before_its_first_write(
+        registry, declare_rbd, image_request, make_raw, admin_rbd, ceph_cluster, monkeypatch):
+    from ansible_collections.vmimages.multistore.plugins.module_utils.stores.rbd_writer import RbdSliceWriter
+    declare_rbd('ceph')
+    raw = make_raw('disk.raw', [61, 62, None, 63], tail=b'x' * 100)
+    size = os.path.getsize(raw)
+    seen = []
+    original = RbdSliceWriter.put
+
+    def put(writer, digest, data, index=None):
+        seen.append(writer.image.size())  # growing the image mid-import would wait for every write in flight
+        return original(writer, digest, data, index)
+    monkeypatch.setattr(RbdSliceWriter, 'put', put)
+    name = unique('sized')
+    image_request(name=name, src=raw, stores=['ceph']).present(check_mode=False)
+    assert seen == [size] * 4  # the zero slice is not written
+    record = Catalog(registry).find(name=name).copies['ceph']
+    assert rbd_bytes(admin_rbd, ceph_cluster['rbd_pool'], record['id']) == open(raw, 'rb').read()
+
+
 def test_failed_import_leaves_nothing_in_the_pool(registry, declare_rbd, image_request, make_raw):
     declare_rbd('ceph')
     before = set(registry.open('ceph').backend.image_ids())
