@@ -383,7 +383,9 @@ def check_clean(work):
     problems = []
     for store in STORES:
         root = work.root(store)
-        say = lambda text, store=store: problems.append('store %s: %s' % (store, text))  # noqa: E731
+
+        def say(text, store=store):
+            problems.append('store %s: %s' % (store, text))
         for entry in sorted(set(os.listdir(root)) - LAYOUT_ENTRIES):
             say('unexpected %s at the root' % entry)
         for directory, dirs, files in os.walk(root):
