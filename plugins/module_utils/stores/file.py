@@ -407,6 +407,33 @@ class FileBlobs(Blobs):
                 lock = ExpiringLock(entry.path, 'the name lock %s' % entry.name, wait=0)
                 if not lock.busy():
                     found.append(Leftover('locks/%s' % entry.name, None, None, lambda: 0, functools.partial(_break, lock)))
+        return found + self._dead_locks()
+
+    def _dead_locks(self):
+        """Image locks whose owner is gone or expired: a run killed before it wrote anything but its locks (the re-run
+        picks a new image id, so no run would ever take them again), or killed in a store the re-run no longer touches
+        (a deletion done elsewhere). Removed by taking the lock without waiting, as any run breaks a dead lock, and
+        letting go of it; those of an image with staged slices or a directory without a record are left to those
+        leftovers, which are removed under the lock. The temporary files of a refresh or a break cut short go too,
+        once what they hold is stale."""
+        found = []
+        for entry in _scandir(os.path.join(self.root, 'locks')):
+            name = entry.name
+            if name == 'slices.lock' or (name.startswith('name-') and name.endswith('.lock')):
+                continue  # the slice guard; name locks are leftovers of their own (above)
+            if ExpiringLock(entry.path, name, wait=0).busy():
+                continue
+            size = functools.partial(_size_of, entry.path)
+            if name.endswith('.lock'):
+                image_id = name[:-len('.lock')]
+                image = os.path.join(self.root, 'images', image_id)
+                if os.path.exists(os.path.join(self.root, 'staging', '%s.partial' % image_id)) or (
+                        os.path.isdir(image) and not os.path.exists(os.path.join(image, 'record.json'))):
+                    continue  # that leftover is removed under this lock, which goes with it
+                # removed by the lock's release, under the lock clean_staging takes
+                found.append(Leftover('locks/%s' % name, image_id, None, size, lambda: None))
+            elif '.lock.refresh-' in name or '.lock.broken-' in name:
+                found.append(Leftover('locks/%s' % name, None, None, size, functools.partial(remove_file, entry.path)))
         return found
 
     def writer(self, store, image_id):
@@ -423,6 +450,13 @@ class FileStore(SliceRepository):
     def slice_path(self, digest):
         """The slice's file (image exports clone from it)."""
         return self.blobs.path(slice_key(digest))
+
+
+def _size_of(path):
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
 
 
 def _tree_size(path):

@@ -5,9 +5,13 @@ __metaclass__ = type
 
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import sources
 
@@ -133,3 +137,42 @@ def test_store_cleanup_removes_what_a_killed_import_left(registry, declare, make
     assert changed is True and report['removed_staging'] == expected_staging and report['removed_images'] == expected_images
     assert leftovers(path) == [] and stored_slices(path) == []
     assert cleanup(registry, 'central')[0] is False
+
+
+HOLD_LOCK = """
+import sys, time
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
+for path in sys.argv[1:]:
+    ExpiringLock(path, path).acquire()
+print('HELD', flush=True)
+time.sleep(600)
+"""
+
+
+def test_store_cleanup_removes_the_locks_a_killed_run_left_alone(registry, declare, image_request, make_raw):
+    """kill -9 of an import before it wrote anything but its locks (tests/faults, import3 seed 4711 point 1), or of a
+    deletion in a store the re-run no longer touches: the dead locks are all that is left, and no run takes them again.
+    store_cleanup removes them (and a break's temporary file), never a live lock nor anything of the image."""
+    path = declare('central')
+    image_request(name='img', src=make_raw('a.raw', [1, 2]), stores=['central']).present(check_mode=False)
+    image_id = only(path, 'images')
+    locks = os.path.join(path, 'locks')
+    killed = [os.path.join(locks, '%s.lock' % name) for name in ('5f1dd3aa-ad40-4cc6-934f-e34b8d29ce3b', image_id)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(entry for entry in sys.path if entry))
+    run = subprocess.Popen([sys.executable, '-c', HOLD_LOCK] + killed, stdout=subprocess.PIPE, env=env, universal_newlines=True)
+    assert run.stdout.readline().strip() == 'HELD'
+    run.kill()
+    run.wait()
+    shutil.copy(killed[0], killed[0] + '.broken-0123456789abcdef')  # a breaker killed between its rename and unlink
+    live = ExpiringLock(os.path.join(locks, 'b4b0b8a6-6c1e-4e8e-9a53-0d1f2b7c9e11.lock'), 'live').acquire()
+    try:
+        changed, report = cleanup(registry, 'central', check_mode=True)
+        assert changed is True and len(os.listdir(locks)) == 5
+        changed, report = cleanup(registry, 'central')
+        assert changed is True and sorted(report['removed_staging']) == sorted(
+            'locks/%s' % os.path.basename(name) for name in killed + [killed[0] + '.broken-0123456789abcdef'])
+        assert leftovers(path) == ['images/%s' % image_id, 'locks/b4b0b8a6-6c1e-4e8e-9a53-0d1f2b7c9e11.lock']
+        assert registry.open('central').backend.read_record(image_id)['status'] == 'active'
+        assert cleanup(registry, 'central')[0] is False
+    finally:
+        live.release()
