@@ -39,7 +39,7 @@ HANG_GUARD = 600  # seconds: only against a run that hangs
 
 # the ops in turn, so that every op gets POINTS / len(OPS) points (26 or 27 of 210)
 POINT_IDS = [(OP_NAMES[index % len(OP_NAMES)], SEED, index) for index in range(POINTS)]
-SUMMARY = dict((op, {'points': 0, 'phases': {}, 'findings': []}) for op in OP_NAMES)
+SUMMARY = dict((op, {'points': 0, 'phases': {}, 'findings': [], 'baseline': None}) for op in OP_NAMES)
 
 
 class Summary:
@@ -52,7 +52,8 @@ class Summary:
             row = SUMMARY[op]
             if row['points']:
                 phases = ', '.join('%s %d' % item for item in sorted(row['phases'].items()))
-                write('  %-9s %3d points (%s); findings: %d' % (op, row['points'], phases, len(row['findings'])))
+                write('  %-9s %3d points (%s); findings: %d; undisturbed run: module after %.1f s, for %.1f s, playbook %.1f s'
+                      % ((op, row['points'], phases, len(row['findings'])) + row['baseline']))
                 for finding in row['findings']:
                     write('      %s' % finding)
 
@@ -99,7 +100,7 @@ def baselines(sources, tmp_path_factory):
             run.wait(HANG_GUARD)
             ended = time.time()
             assert run.rc == 0, run.describe()
-            measured[op] = (appeared - began, gone - appeared, ended - began)
+            measured[op] = SUMMARY[op]['baseline'] = (appeared - began, gone - appeared, ended - began)
         return measured[op]
     return baseline
 
