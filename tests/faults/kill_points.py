@@ -379,7 +379,8 @@ def cleanup_all(work):
 def check_clean(work):
     """After store_cleanup, each store directory holds its layout and nothing else: every slice referenced by a slice
     list (and every referenced slice there), only active records (each with its slice list), nothing in staging/, no
-    lock file but the slice guard's, no temporary file anywhere, a name index that names exactly the images."""
+    lock file but the slice guard's, no temporary file anywhere, a name index that names exactly the images; and no
+    progress file in the registry (no transfer runs any more)."""
     problems = []
     for store in STORES:
         root = work.root(store)
@@ -425,6 +426,9 @@ def check_clean(work):
         if referenced - stored:
             say('%d referenced slices missing' % len(referenced - stored))
         problems.extend('store %s: %s' % (store, text) for text in _check_names(root, records))
+    progress = os.path.join(work.registry_dir, 'progress')
+    for name in sorted(os.listdir(progress)) if os.path.isdir(progress) else []:
+        problems.append('registry: progress/%s is left (no transfer runs)' % name)
     return problems
 
 

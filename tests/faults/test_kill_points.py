@@ -71,15 +71,17 @@ def sources(tmp_path_factory):
 
 
 def _module_pids(run, module):
-    marker = ('AnsiballZ_%s.py' % module).encode()
+    """The run's python processes running the module: not the chmod, nor the shell, that name its file first."""
+    marker = ('/AnsiballZ_%s.py' % module).encode()
     found = []
     for pid in descendants(run.process.pid):
         try:
             with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-                if marker in handle.read():
-                    found.append(pid)
+                argv = handle.read().split(b'\0')
         except (IOError, OSError):
-            pass
+            continue
+        if len(argv) > 1 and b'python' in os.path.basename(argv[0]) and argv[1].endswith(marker):
+            found.append(pid)
     return found
 
 
@@ -145,6 +147,7 @@ def test_kill_point(op, seed, index, sources, baselines, tmp_path):
     def verdict(stage, problems):
         if problems:
             row['findings'].append('%s: %s: %s' % (where, stage, '; '.join(problems)))
+            print('\nFINDING %s' % row['findings'][-1])  # at once with -s: a long run stopped early keeps it
             raise AssertionError('%s, %s:\n  %s' % (where, stage, '\n  '.join(problems)))
 
     verdict('after the kill', kill_points.check_images(work) + (kill_points.check_export(work, False) if op == 'export' else [])
