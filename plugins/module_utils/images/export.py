@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import threading
+import uuid
 
 try:
     import queue
@@ -29,7 +30,8 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps 
     import Queue as queue  # noqa
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, StoreError
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import clone_range, fsync_dir, remove_file, temp_name, write_all
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import clone_range, fsync_dir, remove_file, write_all
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import pid_alive, this_process
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_file_path
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
 
@@ -52,6 +54,29 @@ def is_up_to_date(dest, record, output_format):
         return stat_is_file(stat) and os.getxattr(dest, STAMP_XATTR, follow_symlinks=False) == _stamp(record, output_format, stat)
     except (OSError, AttributeError):
         return False
+
+
+def export_temp_name(dest):
+    """A temporary name beside ``dest`` that names this process (pid and start time): an export killed while it writes
+    leaves its file behind, and the next export of ``dest`` removes it once that process is gone."""
+    directory, base = os.path.split(dest)
+    owner = this_process()
+    return os.path.join(directory, '.%s.export-%d-%d-%s' % (base, owner['pid'], owner.get('started', 0), uuid.uuid4().hex[:12]))
+
+
+def remove_dead_temps(dest):
+    """Remove the temporary files of exports of ``dest`` whose process is gone (killed while writing); the names removed.
+    Those of a live export (another run writing the same dest now) stay."""
+    directory, base = os.path.split(dest)
+    prefix = '.%s.export-' % base
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        fields = name[len(prefix):].split('-') if name.startswith(prefix) else ()
+        if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
+            continue
+        if not pid_alive(int(fields[0]), int(fields[1]) or None) and remove_file(os.path.join(directory, name)):
+            removed.append(name)
+    return removed
 
 
 def stat_is_file(stat):
@@ -218,6 +243,7 @@ class Export:
         self.mode = mode
         self.verify = verify
         self.method = None  # how run() materialized the file: 'reflink' or 'copy'
+        self.removed_temps = []  # temporary files of killed exports of dest that run() removed
         directory = os.path.dirname(dest)
         if not os.path.isdir(directory):
             raise InvalidArgument('the directory of dest %s does not exist: create it first' % dest)
@@ -246,14 +272,15 @@ class Export:
 
     def run(self):
         slice_list = self.store.backend.read_slice_list(self.view.id)
-        raw = temp_name(self.dest)
+        self.removed_temps = remove_dead_temps(self.dest)
+        raw = export_temp_name(self.dest)
         converted = None
         try:
             self.method = write_raw(self.store, self.record, slice_list, raw, self.verify)
             final = raw
             if self.output_format != self.record['disk_format'] and not (
                     self.output_format == 'raw' and QEMU_FORMATS.get(self.record['disk_format']) == 'raw'):
-                converted = temp_name(self.dest)
+                converted = export_temp_name(self.dest)
                 convert(raw, self.record['disk_format'], converted, self.output_format)
                 self.method = 'copy'  # qemu-img wrote the converted bytes
                 remove_file(raw)

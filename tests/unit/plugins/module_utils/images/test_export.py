@@ -11,8 +11,9 @@ import subprocess
 import pytest
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.owners import process_state
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export, export_temp_name
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 
 
@@ -71,3 +72,27 @@ def test_export_converts_qcow2_to_raw(registry, declare, image_request, tmp_path
     assert info['virtual-size'] == 16 << 20
     assert filecmp.cmp(raw, dest, shallow=False)
     assert not make_export(registry, 'q', dest, output_format='raw').needs_export()
+
+
+def test_an_export_removes_what_a_killed_export_of_its_dest_left(registry, declare, image_request, make_raw, tmp_path):
+    """kill -9 of an export while it writes leaves its temporary file beside dest (tests/faults, KILL_SEED=711169 export points 31, 63, 71, 87, 175, 183, 199);
+    the next export of that dest removes it, since its name says the process that wrote it is gone. A live export's
+    file (this process's) and another dest's stay."""
+    declare('central')
+    image_request(name='a', src=make_raw('a.raw', [1, None, 2]), stores=['central']).present(False)
+    dest = str(tmp_path / 'out.raw')
+    killed = subprocess.Popen(['sleep', '600'])
+    started = process_state(killed.pid)[1]
+    killed.kill()
+    killed.wait()
+    dead = '.out.raw.export-%d-%d-0123456789ab' % (killed.pid, started)
+    live = os.path.basename(export_temp_name(dest))
+    other = '.other.raw.export-%d-%d-0123456789ab' % (killed.pid, started)
+    for name in (dead, live, other):
+        with open(str(tmp_path / name), 'wb') as handle:
+            handle.write(b'partial')
+    export = make_export(registry, 'a', dest)
+    export.run()
+    assert export.removed_temps == [dead]
+    assert sorted(name for name in os.listdir(str(tmp_path)) if name.startswith('.')) == sorted([live, other])
+    assert make_export(registry, 'a', dest).needs_export() is False
