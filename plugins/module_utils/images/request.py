@@ -426,6 +426,11 @@ class ImageRequest:
         if self.params.get('src'):
             raise InvalidArgument('state: cloned takes clone_from:, not src:')
         view = self.catalog.find(self.image_id, self.name)
+        if view is not None and _clone_cut_short(view):
+            # Killed before its first record was active: only placeholders exist, which no source can complete;
+            # clone again under the same id (the records are written over, the dead run's locks broken).
+            self.image_id = view.id
+            view = None
         if view is not None:
             # The clone exists: from now on it is an image like any other (copies, metadata updates).
             return self._converge(view, self._targets(), check_mode)
@@ -502,6 +507,12 @@ class ImageRequest:
     def result(self):
         view = self.catalog.find(self.image_id) if self.image_id else None
         return view.describe() if view else {}
+
+
+def _clone_cut_short(view):
+    """True for a clone killed before it was active in any store: every record it has is its 'importing' placeholder."""
+    records = list(view.copies.values())
+    return bool(records) and all(record.get('cloned_from') and record.get('status') == 'importing' for record in records)
 
 
 def _datablock_words(made):

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -242,3 +243,46 @@ def test_update_records_and_remove_copy(declare, registry, image_request, make_r
     assert remove_copy(catalog.store('a'), first.image_id) == SLICE_SIZE  # slice 2 stays: image 'two' uses it
     assert status(catalog, 'a', first.image_id) is None and status(catalog, 'b', first.image_id) == 'active'
     assert stored_slices(catalog.store('a').backend.root) == [hashlib.sha256(slice_bytes(2)).hexdigest()]
+
+
+KILLED_CLONE = """
+import sys, time
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import repository
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import Registry
+
+
+def write_slice_list(self, image_id, slice_list):
+    print('PAUSED', flush=True)  # the placeholder record is in the first store, nothing else
+    time.sleep(600)
+
+
+repository.SliceRepository.write_slice_list = write_slice_list
+params = {'name': 'child', 'clone_from': 'parent', 'state': 'cloned', 'stores': ['a', 'b'], 'container_format': 'bare'}
+ImageRequest(Catalog(Registry(sys.argv[1])), params).cloned(check_mode=False)
+"""
+
+
+def test_a_clone_killed_before_its_first_record_was_active_is_made_by_the_rerun(declare, registry, image_request, make_raw, locks_never_wait):
+    """kill -9 of a clone between its placeholder record and its slice list in the first store: the re-run used to fail
+    for ever with "active in no store: give src:" (a clone has none). It clones again under the same id, at once."""
+    a = declare('a')
+    declare('b')
+    parent = image_request(name='parent', src=make_raw('a.raw', [1, 2]), stores=['a', 'b'])
+    parent.present(False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(entry for entry in sys.path if entry))
+    run = subprocess.Popen([sys.executable, '-c', KILLED_CLONE, registry.directory], stdout=subprocess.PIPE, env=env,
+                           universal_newlines=True)
+    assert run.stdout.readline().strip() == 'PAUSED'
+    run.kill()
+    run.wait()
+    [clone_id] = [name for name in os.listdir(os.path.join(a, 'images')) if name != parent.image_id]
+    assert Catalog(registry).find(name='child').active_stores() == []
+    again = image_request(name='child', clone_from='parent', state='cloned', stores=['a', 'b'])
+    assert again.cloned(check_mode=False) is True and again.image_id == clone_id
+    catalog = Catalog(registry)
+    view = catalog.find(name='child')
+    assert view.id == clone_id and sorted(view.active_stores()) == ['a', 'b']
+    assert catalog.store('b').backend.read_slice_list(clone_id).slices == catalog.store('b').backend.read_slice_list(parent.image_id).slices
+    assert image_request(name='child', clone_from='parent', state='cloned', stores=['a', 'b']).cloned(check_mode=False) is False
