@@ -441,7 +441,7 @@ def _check_names(root, records):
     for entry in sorted(os.listdir(names)) if os.path.isdir(names) else []:
         if entry == 'complete.json':
             continue
-        ids = os.listdir(os.path.join(names, entry))
+        ids = [name for name in os.listdir(os.path.join(names, entry)) if not name.startswith('.')]  # temporaries: see the walk
         if not ids:
             problems.append('an empty name directory names/%s' % entry)
         for image_id in ids:
