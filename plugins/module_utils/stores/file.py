@@ -30,6 +30,7 @@ import functools
 import hashlib
 import mmap
 import os
+import re
 import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,8 @@ HASH_THREADS = 2
 # What the store itself keeps at its root: never taken for an image lying there (retrieve_existing).
 # names/ (the name index) and usage/ (the usage ledger), repository.py, are made by their first entry: older stores lack them.
 LAYOUT_ENTRIES = frozenset(LAYOUT_DIRS + ('names', 'usage', IDENTITY_FILE, RETRIEVED_FILE))
+# common/fs.py temp_name: '.<name>.tmp-<12 hex>'; in names/<sha256>/, <name> is the image id
+_TEMPORARY = re.compile(r'^\.(.+)\.tmp-[0-9a-f]{12}$')
 
 
 class FileSliceWriter(SliceWriter):
@@ -407,7 +410,34 @@ class FileBlobs(Blobs):
                 lock = ExpiringLock(entry.path, 'the name lock %s' % entry.name, wait=0)
                 if not lock.busy():
                     found.append(Leftover('locks/%s' % entry.name, None, None, lambda: 0, functools.partial(_break, lock)))
-        return found + self._dead_locks()
+        return found + self._dead_locks() + self._temporaries()
+
+    def _temporaries(self):
+        """Temporary files (common/fs.py atomic_write: ``.<name>.tmp-<random>``) of a record, a slice list or a name index
+        entry whose writer was killed before its rename: invisible to every reader, kept for ever otherwise. They
+        are written under their image's lock, so they are removed under it, taken without waiting: a live writer
+        keeps its own."""
+        found = []
+        for entry in _scandir(os.path.join(self.root, 'images')):
+            if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, 'record.json')):
+                found.extend(Leftover('images/%s/%s' % (entry.name, temp.name), entry.name, None, functools.partial(_size_of, temp.path),
+                                      functools.partial(remove_file, temp.path))
+                             for temp in _scandir(entry.path) if _TEMPORARY.match(temp.name))
+        for entry in _scandir(os.path.join(self.root, 'names')):
+            if entry.is_dir(follow_symlinks=False):
+                for temp in _scandir(entry.path):
+                    match = _TEMPORARY.match(temp.name)
+                    if match:
+                        found.append(Leftover('names/%s/%s' % (entry.name, temp.name), match.group(1), None,
+                                              functools.partial(_size_of, temp.path), functools.partial(remove_file, temp.path)))
+        # a usage ledger entry's: no image lock covers it, so it goes once older than max_age (a live writer renames
+        # its file at once)
+        for temp in _scandir(os.path.join(self.root, 'usage', 'deltas')):
+            stat = _stat(temp) if _TEMPORARY.match(temp.name) else None
+            if stat is not None:
+                found.append(Leftover('usage/deltas/%s' % temp.name, None, stat.st_mtime, functools.partial(_size_of, temp.path),
+                                      functools.partial(remove_file, temp.path)))
+        return found
 
     def _dead_locks(self):
         """Image locks whose owner is gone or expired: a run killed before it wrote anything but its locks (the re-run

@@ -176,3 +176,30 @@ def test_store_cleanup_removes_the_locks_a_killed_run_left_alone(registry, decla
         assert cleanup(registry, 'central')[0] is False
     finally:
         live.release()
+
+
+def test_store_cleanup_removes_temporary_files_of_killed_writes_under_the_image_lock(registry, declare, image_request, make_raw):
+    """kill -9 while a record, slice list or name index entry was being written (tests/faults, KILL_SEED=259465
+    import3 point 9: names/<sha256>/.<id>.tmp-<random>) leaves its temporary file, invisible to every reader. store_cleanup
+    removes it under the image's lock; an image whose lock a live run holds keeps its own."""
+    path = declare('central')
+    ids = []
+    for name in ('one', 'two'):
+        request = image_request(name=name, src=make_raw('%s.raw' % name, [1]), stores=['central'])
+        request.present(check_mode=False)
+        ids.append(request.image_id)
+    temporaries = []
+    for image_id, name in zip(ids, ('one', 'two')):
+        digest = hashlib.sha256(name.encode('utf-8')).hexdigest()
+        for temporary in ('images/%s/.record.json.tmp-0123456789ab' % image_id, 'names/%s/.%s.tmp-0123456789ab' % (digest, image_id)):
+            with open(os.path.join(path, temporary), 'wb') as handle:
+                handle.write(b'{"status": "imp')
+            temporaries.append(temporary)
+    live = registry.open('central').backend.image_lock(ids[1], wait=0).acquire()  # a run works on 'two' now
+    try:
+        changed, report = cleanup(registry, 'central', max_age=0)
+    finally:
+        live.release()
+    assert changed is True and report['removed_staging'] == temporaries[:2]
+    assert [name for name in temporaries if os.path.exists(os.path.join(path, name))] == temporaries[2:]
+    assert [image_request(name=name, stores=['central']).present(check_mode=False) for name in ('one', 'two')] == [False, False]
