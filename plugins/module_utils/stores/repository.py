@@ -391,7 +391,7 @@ class SliceRepository(Store):
         that apart from a run that let go of it (Ctrl-C, a failure), which keeps its slices for a re-run."""
         removed = []
         now = time.time()
-        leftovers = self._recordless() + list(self.blobs.leftovers(now, max_age))
+        leftovers = self._recordless() + list(self.blobs.leftovers(now, max_age)) + self._unindexed()
         young = [leftover for leftover in leftovers if leftover.born is not None and now - leftover.born < max_age]
         # Looked at before anything is removed: removing one leftover of an image takes and drops its lock.
         killed = set(leftover.image_id for leftover in young
@@ -431,6 +431,23 @@ class SliceRepository(Store):
                 found.append(Leftover('images/%s (no record)' % image_id, image_id, None, lambda size=sizes.get(image_id, 0): size,
                                       functools.partial(self._remove_recordless, image_id)))
         return found
+
+    def _unindexed(self):
+        """Name index entries of images that have no record: an import killed between its entry and its first record
+        (the re-run picks a new id), or a removal killed between the record and the entry."""
+        found = []
+        for key, _size in self.blobs.list('names/', sizes=False):
+            parts = key.split('/')
+            if len(parts) == 3 and self.blobs.stat(record_key(parts[2])) is None:
+                found.append(Leftover('%s (no image)' % key, parts[2], None, lambda: 0, functools.partial(self._remove_unindexed, key, parts[2])))
+        return found
+
+    def _remove_unindexed(self, key, image_id):
+        if self.blobs.stat(record_key(image_id)) is not None:
+            return False  # a run wrote the record meanwhile
+        self.blobs.remove(key)
+        self.blobs.prune(key.rsplit('/', 1)[0] + '/')
+        return True
 
     def _remove_recordless(self, image_id):
         if self.blobs.stat(record_key(image_id)) is not None:

@@ -126,16 +126,18 @@ def test_store_cleanup_removes_what_a_killed_import_left(registry, declare, make
     assert registry.open('central').backend.clean_staging(0, check_mode=False) == [] and leftovers(path) != []
     kill_group(run)
     run.wait()
-    # Killed before its 'importing' record was written, the run still held the lock of the new image's name.
+    # Killed before its 'importing' record was written, the run still held the lock of the new image's name, and its
+    # name index entry, written just before, names no image either (tests/faults kill -9 points).
     name_lock = 'locks/name-%s.lock' % hashlib.sha256(b'img').hexdigest()
-    expected_staging = ['images/%s (no record)' % image_id, name_lock] if point == 'record' else ['staging/%s.partial' % image_id]
+    entry = 'names/%s/%s (no image)' % (hashlib.sha256(b'img').hexdigest(), image_id)
+    expected_staging = ['images/%s (no record)' % image_id, name_lock, entry] if point == 'record' else ['staging/%s.partial' % image_id]
     expected_images = [] if point == 'record' else [image_id]
     changed, report = cleanup(registry, 'central', check_mode=True)
     assert changed is True and report['removed_staging'] == expected_staging and report['removed_images'] == expected_images
     assert leftovers(path) != []
     changed, report = cleanup(registry, 'central')
     assert changed is True and report['removed_staging'] == expected_staging and report['removed_images'] == expected_images
-    assert leftovers(path) == [] and stored_slices(path) == []
+    assert leftovers(path) == [] and stored_slices(path) == [] and os.listdir(os.path.join(path, 'names')) == ['complete.json']
     assert cleanup(registry, 'central')[0] is False
 
 

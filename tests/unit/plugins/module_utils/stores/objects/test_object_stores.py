@@ -230,7 +230,7 @@ def test_store_cleanup_removes_what_interrupted_and_cut_short_runs_left(
     assert changed and bucket_keys(bucket) == before
     changed, report = StoreCleanup(registry.open('objects'), 0).run(check_mode=False)
     assert sorted(report['removed_staging']) == sorted(
-        ['images/%s (no record)' % b_id, 'locks/%s/gone' % b_id, 'locks/probe-1000-abcd'])
+        ['images/%s (no record)' % b_id, 'names/%s/%s (no image)' % (sha256(b'b'), b_id), 'locks/%s/gone' % b_id, 'locks/probe-1000-abcd'])
     assert report['removed_slices'] == len(orphans) + 1  # slice 3 belonged to b only
     left = bucket_keys(bucket)
     assert slice_keys(left) == sorted(sha256(slice_bytes(seed)) for seed in (1, 2))
