@@ -72,3 +72,17 @@ def test_without_a_quota_or_a_cleanup_no_ledger_is_kept_and_checks_walk(declare,
     declare('plain', quota={'images': 5})
     assert registry.open('plain').backend.usage() == {'used': slice_bytes(path) + metadata_bytes(path), 'image_count': 1}
     assert Catalog(registry).find(name='a').active_stores() == ['plain']
+
+
+def test_store_cleanup_removes_a_ledger_entry_a_killed_writer_left_half_written(declare, image_request, make_raw, registry):
+    path = declare('q', quota={'images': 5})
+    deltas = os.path.join(path, 'usage', 'deltas')
+    os.makedirs(deltas, exist_ok=True)
+    old, young = os.path.join(deltas, '.abc_4096_1.tmp-0123456789ab'), os.path.join(deltas, '.def_4096_1.tmp-ba9876543210')
+    for temp in (old, young):
+        open(temp, 'w').close()
+    os.utime(old, (1, 1))  # written long ago: its writer is gone (a live one renames its file at once)
+    assert registry.open('q').backend.usage() == {'used': 0, 'image_count': 0}  # never read as an entry
+    changed, report = StoreCleanup(registry.open('q'), 3600).run(check_mode=False)
+    assert changed and report['removed_staging'] == ['usage/deltas/.abc_4096_1.tmp-0123456789ab']
+    assert os.listdir(deltas) == ['.def_4096_1.tmp-ba9876543210']
