@@ -141,11 +141,12 @@ class ImageRequest:
             return self._create_once(targets, check_mode)
         return self._converge(view, targets, check_mode)
 
-    def _create_once(self, targets, check_mode, make=None):
+    def _create_once(self, targets, check_mode, make=None, unfinished=None):
         """Make the image (``make()``, by default an import into ``targets``), unless another run made it meanwhile. Runs
         making one name at once take the name's lock in each target store (in store order) and look again once they
         have it. An import holds it until its 'importing' records are written, a clone until it is made; the others
-        then find the image (and wait for its image locks, if it is still importing) and converge on it."""
+        then find the image (and wait for its image locks, if it is still importing) and converge on it. An image
+        found for which ``unfinished(view)`` is true is made again under its id (a clone killed half-way)."""
         if make is None:
             make = functools.partial(self._create, targets, check_mode)
         if check_mode or not self.name or not targets:
@@ -159,6 +160,8 @@ class ImageRequest:
                 self.name_locks.append(stack.enter_context(store.backend.name_lock(self.name)))
             try:
                 view = self.catalog.find(self.image_id, self.name)
+                if view is not None and unfinished is not None and unfinished(view):
+                    self.image_id, view = view.id, None
                 if view is None:
                     return make()
             finally:
@@ -436,7 +439,7 @@ class ImageRequest:
             return self._converge(view, self._targets(), check_mode)
         # Made under the name's locks (as an import is) in the stores it may go to: clones of one name at once make one.
         stores = self._targets() or [store for store in self.catalog.stores.values() if store.identity is not None]
-        return self._create_once(stores, check_mode, functools.partial(self._clone, check_mode))
+        return self._create_once(stores, check_mode, functools.partial(self._clone, check_mode), unfinished=_clone_cut_short)
 
     def _clone(self, check_mode):
         parent_ref = self.params.get('clone_from')
