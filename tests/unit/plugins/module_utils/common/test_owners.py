@@ -82,6 +82,10 @@ def test_a_lock_of_a_live_process_here_says_which_command_holds_it(tmp_path):
     path = str(tmp_path / 'img.lock')
     child = subprocess.Popen(['sleep', '600'])
     try:
+        # Popen returns while the exec may still be setting up the new program: its cmdline reads empty until then
+        deadline = time.time() + 10
+        while time.time() < deadline and not open('/proc/%d/cmdline' % child.pid, 'rb').read():
+            time.sleep(0.01)
         state = process_state(child.pid)
         with open(path, 'w') as handle:
             json.dump(dict(this_process(), pid=child.pid, started=state[1], token='old', expires_at=time.time() + 600), handle)
