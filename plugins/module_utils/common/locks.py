@@ -62,6 +62,25 @@ class ExpiringLock:
         return owner.get('expires_at', 0) < time.time() or owner_gone(owner)
 
     def _try_create(self):
+        """Create the lock file with its content in one step (a hard link of a file written first), so that a run
+        killed while it takes the lock never leaves an empty lock file that others must wait out; where links are
+        refused, an exclusive create and then the write."""
+        new = '%s.new-%s' % (self.path, self.token)
+        with open(new, 'w') as handle:
+            json.dump(self._content(), handle)
+        try:
+            os.link(new, self.path)
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise
+        finally:
+            try:
+                os.unlink(new)
+            except OSError:
+                pass
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:

@@ -462,7 +462,7 @@ class FileBlobs(Blobs):
                     continue  # that leftover is removed under this lock, which goes with it
                 # removed by the lock's release, under the lock clean_staging takes
                 found.append(Leftover('locks/%s' % name, image_id, None, size, lambda: None))
-            elif '.lock.refresh-' in name or '.lock.broken-' in name:
+            elif '.lock.refresh-' in name or '.lock.broken-' in name or '.lock.new-' in name:
                 found.append(Leftover('locks/%s' % name, None, None, size, functools.partial(remove_file, entry.path)))
         return found
 

@@ -86,3 +86,17 @@ def test_atomic_write_never_leaves_partial_files(tmp_path):
         atomic_write(target, object())
     assert open(target, 'rb').read() == b'old'
     assert os.listdir(str(tmp_path)) == ['record.json']
+
+
+def test_a_lock_file_is_never_seen_empty_and_its_writer_leaves_nothing_else(tmp_path):
+    """The lock file appears with its content (a hard link of a file written first): a run killed while taking a lock
+    leaves no empty lock file that the next run would have to wait out."""
+    path = str(tmp_path / 'img.lock')
+    lock = ExpiringLock(path, 'image x', wait=0).acquire()
+    with open(path) as handle:
+        assert json.load(handle)['token'] == lock.token
+    assert os.listdir(str(tmp_path)) == ['img.lock']
+    assert not ExpiringLock(path, 'image x', wait=0)._try_create()  # taken: the second try changes nothing
+    assert os.listdir(str(tmp_path)) == ['img.lock']
+    lock.release()
+    assert os.listdir(str(tmp_path)) == []
