@@ -208,6 +208,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.module_support import (
     open_registry, registry_argument_spec, run)
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import remove_dead_progress
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.verify import (
     StoreVerify, check_verify_options, repair_sources)
 
@@ -245,6 +246,8 @@ def main():
                 report.update(verify_report)
             changed = changed or store_changed
             reports.append(report)
+        if not module.check_mode:
+            remove_dead_progress(registry.directory)  # a display of transfers killed on this host: not a change
         return {'changed': changed, 'stores': reports, 'released_bytes': sum(report['released_bytes'] for report in reports)}
 
     run(module, work)

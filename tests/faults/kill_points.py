@@ -26,6 +26,7 @@ import uuid
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import remove_dead_progress
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.request import ImageRequest
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import LAYOUT_ENTRIES
@@ -373,7 +374,9 @@ def check_locks_free(work):
 def cleanup_all(work):
     """store_cleanup of every store as the module runs it, leftovers of any age (staging_max_age 0)."""
     registry = work.registry()
-    return [StoreCleanup(registry.open(name), 0).run(check_mode=False)[1] for name in STORES]
+    reports = [StoreCleanup(registry.open(name), 0).run(check_mode=False)[1] for name in STORES]
+    remove_dead_progress(work.registry_dir)  # what the module does after its stores
+    return reports
 
 
 def check_clean(work):

@@ -119,3 +119,38 @@ def read_progress(registry_dir, image_id):
     data.pop('pid', None)
     data.pop('image_id', None)
     return data
+
+
+def remove_dead_progress(registry_dir, max_age=60):
+    """Remove the progress files of transfers whose process is gone (a run killed with -9 never reaches close()),
+    and temporary files of a write cut short once ``max_age`` seconds old. ``store_cleanup`` calls it. Returns the
+    names removed."""
+    directory = os.path.join(registry_dir, 'progress')
+    removed = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith('.'):
+            try:
+                dead = time.time() - os.lstat(path).st_mtime > max_age
+            except OSError:
+                continue
+        elif name.endswith('.json'):
+            try:
+                with open(path) as handle:
+                    pid = json.load(handle).get('pid')
+            except (IOError, OSError, ValueError, AttributeError):
+                pid = None
+            dead = not isinstance(pid, int) or not _pid_alive(pid)
+        else:
+            continue
+        if dead:
+            try:
+                remove_file(path)
+                removed.append(name)
+            except OSError:
+                pass
+    return removed

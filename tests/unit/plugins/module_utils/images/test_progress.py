@@ -9,7 +9,8 @@ import os
 import time
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import PERIOD, Progress, progress_path, read_progress
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import (
+    PERIOD, Progress, progress_path, read_progress, remove_dead_progress)
 from ansible_collections.vmimages.multistore.plugins.module_utils.transfer import pipeline
 
 
@@ -114,3 +115,21 @@ def test_a_stalled_transfer_still_refreshes_its_progress(tmp_path):
     finally:
         progress.close()
     assert read_progress(str(tmp_path), 'img-4') is None
+
+
+def test_store_cleanup_removes_the_progress_files_of_killed_transfers(tmp_path):
+    """A transfer killed with -9 never reaches close(): its file (and a temporary one cut short) would stay for ever."""
+    registry = str(tmp_path / 'registry')
+    live = Progress(registry, 'live-image', ['central']).start()
+    try:
+        dead = progress_path(registry, 'dead-image')
+        with open(dead, 'w') as handle:
+            json.dump({'pid': 2 ** 22 + 7, 'image_id': 'dead-image'}, handle)  # above pid_max: no such process
+        young, old = (os.path.join(registry, 'progress', name) for name in ('.a.json.tmp-0123456789ab', '.b.json.tmp-ba9876543210'))
+        for path in (young, old):
+            open(path, 'w').close()
+        os.utime(old, (1, 1))
+        assert remove_dead_progress(registry) == ['.b.json.tmp-ba9876543210', 'dead-image.json']
+        assert sorted(os.listdir(os.path.join(registry, 'progress'))) == ['.a.json.tmp-0123456789ab', 'live-image.json']
+    finally:
+        live.close()
