@@ -138,6 +138,11 @@ def test_a_sync_link_cut_mid_copy_fails_alone_and_the_rerun_sends_only_the_rest(
     assert not module(sync_lab, 'central', 'store', {'name': 'central', 'path': '/srv/central', 'site_role': 'central'}).get('failed')
     remote = {'name': 'edge1', 'path': '/srv/edge1', 'host': 'edge1', 'private_key': '/root/lab_key', 'known_hosts': '/root/lab_known_hosts'}
     assert not module(sync_lab, 'central', 'store', remote).get('failed')
+    # A cut connection leaves edge1's sshd, and the store agent under it holding the image lock, waiting for a client
+    # that is gone: sshd's keepalive ends such sessions (the store host's setting; without it the re-run waits for
+    # the lock and fails with "another run is working on it" until TCP gives up).
+    run_on(sync_lab, 'edge1', ['sh', '-c', 'printf "ClientAliveInterval 5\\nClientAliveCountMax 3\\n" > /etc/ssh/sshd_config.d/keepalive.conf'
+                                           ' && systemctl reload ssh'])
     run_on(sync_lab, 'central', ['dd', 'if=/dev/urandom', 'of=/srv/cut.raw', 'bs=1M', 'count=%d' % CUT_MIB, 'status=none'])
     digest = run_on(sync_lab, 'central', ['sha256sum', '/srv/cut.raw']).split()[0]
     imported = module(sync_lab, 'central', 'image', {'name': 'cut', 'src': '/srv/cut.raw', 'disk_format': 'raw', 'stores': ['central']})
@@ -174,7 +179,8 @@ def test_a_sync_link_cut_mid_copy_fails_alone_and_the_rerun_sends_only_the_rest(
         before = edge1_sync_rx(sync_lab)
         again = module(sync_lab, 'central', 'image', {'name': 'cut', 'stores': ['central', 'edge1']})
         resent = edge1_sync_rx(sync_lab) - before
-        print('re-run: %d bytes on edge1\'s sync link (%d had arrived before the cut); %s' % (resent, sent_before_cut, again.get('actions')))
+        print('re-run: %d bytes on edge1\'s sync link (%d had arrived before the cut); %s %s' % (
+            resent, sent_before_cut, again.get('actions'), again.get('msg')))
         assert again['changed'] and not again.get('failed'), again
         assert resent < image_bytes - image_bytes // 4, (resent, sent_before_cut)
     finally:
