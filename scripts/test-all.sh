@@ -94,7 +94,7 @@ done
 printf '  %-12s %-18s %5ss\n' total "" "$((SECONDS - total_start))"
 # the failed tests by name (pytest's -ra summary lines), so that a red run says what to look at
 for log in "$LOGDIR"/*.log; do
-    grep -E '^(FAILED|ERROR) ' "$log" 2>/dev/null | head -n 20 | sed "s|^|  $(basename "$log" .log): |"
+    grep -E '^(FAILED|ERROR) [^ ]+::' "$log" 2>/dev/null | head -n 20 | sed "s|^|  $(basename "$log" .log): |"
 done
 echo "logs: tests/output/logs/"
 if [ "$failed" -eq 0 ]; then
