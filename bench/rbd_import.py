@@ -24,7 +24,7 @@ cluster is started in the scratch directory and stopped at the end (root; Debian
 Run with the venv's python: .venv/bin/python bench/rbd_import.py [--quick] [--size-mib N] [--repeat N] [--skip-qcow2]
 
 Measured (issue 12, item 4; the lab Ceph of tests/ceph, one OSD on the same 2-core VM, shared with other test
-suites): `CEPH_LAB_DIR=/tmp/dev-ceph .venv/bin/python bench/rbd_import.py --skip-qcow2 --repeat 1`, 2 GiB, three
+suites): `CEPH_LAB_DIR=<dir of a running cephlab> .venv/bin/python bench/rbd_import.py --skip-qcow2 --repeat 1`, 2 GiB, three
 runs of the tree before and three after, alternating, load average 3.9-5.2 (1 min):
                       engine raw / rbd import (time)   engine CPU s/GB   rbd import CPU s/GB
   before (9471f00)    2.71 2.13 2.32   median 2.32     5.12-5.33         0.72-0.87

@@ -20,7 +20,7 @@ cluster is started in the scratch directory and stopped at the end (root; Debian
 Run with the venv's python: .venv/bin/python bench/s3_upload.py [--quick] [--size-mib N] [--repeat N]
 
 Measured (issue 12, item 4; the lab radosgw and OSD on the same 2-core VM, shared with other test suites):
-`CEPH_LAB_DIR=/tmp/dev-ceph .venv/bin/python bench/s3_upload.py --repeat 1`, 1 GiB, three runs of the tree
+`CEPH_LAB_DIR=<dir of a running cephlab> .venv/bin/python bench/s3_upload.py --repeat 1`, 1 GiB, three runs of the tree
 before and three after, alternating, load average 4.7-8.9 (1 min); throughput ratios to boto3 upload_file:
                       engine import           slice writer            CPU s/GB: boto3 / writer / engine
   before (9471f00)    0.58 0.50 0.50 (0.50)   0.75 0.83 0.72 (0.75)   2.1 / 3.6-4.1 / 7.5-8.1
