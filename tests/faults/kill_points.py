@@ -14,15 +14,14 @@ the store directories (not by asking the engine what it thinks it wrote).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import fcntl
 import hashlib
-import json
 import os
 import random
 import subprocess
 import uuid
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import read_json
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
@@ -245,28 +244,18 @@ OP_NAMES = list(OPS)
 
 # ---- the checks: each returns a list of problems in words (empty: fine)
 
-def _read_json(path):
-    try:
-        with open(path, 'rb') as handle:
-            return json.loads(handle.read().decode('utf-8'))
-    except (IOError, OSError) as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
-
-
 def _records(root):
     """{image id: record or None} from the directories under images/."""
     found = {}
     images = os.path.join(root, 'images')
     for image_id in sorted(os.listdir(images)) if os.path.isdir(images) else []:
-        found[image_id] = _read_json(os.path.join(images, image_id, 'record.json'))
+        found[image_id] = read_json(os.path.join(images, image_id, 'record.json'))
     return found
 
 
 def _assembled_sha256(root, image_id):
     """sha256 of the image as its slice list and slice files give it, or a problem in words."""
-    slices = _read_json(os.path.join(root, 'images', image_id, 'slices.json'))
+    slices = read_json(os.path.join(root, 'images', image_id, 'slices.json'))
     if slices is None:
         return None, 'no slices.json'
     digest = hashlib.sha256()
@@ -413,7 +402,7 @@ def check_clean(work):
                 continue
             if record.get('status') != 'active':
                 say('images/%s is %s, not active' % (image_id, record.get('status')))
-            slices = _read_json(os.path.join(root, 'images', image_id, 'slices.json'))
+            slices = read_json(os.path.join(root, 'images', image_id, 'slices.json'))
             if slices is None:
                 say('images/%s has no slice list' % image_id)
             else:
