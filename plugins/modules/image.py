@@ -454,6 +454,8 @@ def main():
                   'failed_import': request.failed_import, 'released_bytes': request.released, 'download': request.download}
         for failure in request.failed_import:
             module.warn("store '%s' failed: %s" % (failure['store'], failure['error']))
+        for note in request.notes:
+            module.warn(note)
         if module._diff:
             result['diff'] = {'before': request.before, 'after': request.after}
         return result

@@ -87,6 +87,7 @@ class ImageRequest:
         self.name_locks = []  # held while this run makes a new image, until its 'importing' records are written
         self.done_elsewhere = []  # target stores another run completed the image in while this run waited for it
         self.failed_import = []
+        self.notes = []  # what the operator should know that changes no outcome (a direct route not taken)
         self.released = 0
         self.before = {}
         self.after = {}
@@ -364,6 +365,12 @@ class ImageRequest:
             self.actions[-1] += (' (another run completed it in %s meanwhile: nothing was written there)'
                                  % ', '.join(transfer.done_elsewhere))
 
+    def _note_route(self, fan):
+        """Say which store hosts fetched their slices directly, and why any could not (images/fanout.py)."""
+        if self.actions and fan.describe():
+            self.actions[-1] += ' (store to store: %s)' % fan.describe()
+        self.notes.extend(fan.notes)
+
     def _note_resumed(self, resumed):
         if self.actions:
             self.actions[-1] += ' (resumed: %d slices were already there)' % resumed
@@ -419,7 +426,7 @@ class ImageRequest:
         record = view.copies[source_store.name]
         slice_list = source_store.backend.read_slice_list(view.id)
         placeholder = dict(record, status='importing', updated_at=utc_now())
-        self._transfer(view.id, targets, placeholder, copy_from(source_store, view.id, record, slice_list))
+        self._transfer(view.id, targets, placeholder, copy_from(source_store, view.id, record, slice_list, self._note_route))
 
     # ---- state: cloned
     def cloned(self, check_mode):

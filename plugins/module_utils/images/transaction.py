@@ -21,7 +21,7 @@ import hashlib
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
     ImageError, MultistoreError, StoreError, TransferInterrupted)
-from ansible_collections.vmimages.multistore.plugins.module_utils.images import policy
+from ansible_collections.vmimages.multistore.plugins.module_utils.images import fanout, policy
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.progress import Progress
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import is_complete
@@ -206,8 +206,12 @@ def collect(store, digests):
         return store.backend.remove_unreferenced(digests)
 
 
-def copy_from(source_store, image_id, record, slice_list):
-    """The ``move_data`` of a copy: the slices the targets lack, read once from ``source_store`` and verified."""
+def copy_from(source_store, image_id, record, slice_list, on_route=None):
+    """The ``move_data`` of a copy: the slices the targets lack, verified, from ``source_store``.
+
+    Targets on other store hosts fetch them themselves, host to host down a chain (images/fanout.py); the
+    others get them read once from the source by this host. ``on_route(fanout)`` hears which host served which.
+    """
 
     def move_data(all_sinks, refresh, progress):
         sinks = []
@@ -220,23 +224,45 @@ def copy_from(source_store, image_id, record, slice_list):
         # Ask each destination once what it lacks (slices it has, or staged by an interrupted run, stay put).
         lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
                        for sink in sinks)
-        wanted = [digest for digest in digests if any(digest in lacking[sink.store.name] for sink in sinks)]
         lengths = dict((digest, slice_list.slice_length(index)) for index, digest in enumerate(slice_list.slices) if digest)
-        progress.set_total(sum(lengths[digest] for digest in wanted))
-        stream = source_store.backend.read_image_slices(image_id, slice_list, wanted) if wanted else []
-        for count, (digest, data) in enumerate(stream, 1):
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise ImageError("slice %s of image %s is corrupt in store '%s': delete the image from that store and copy it there again from another"
-                                 % (digest, image_id, source_store.name))
-            for sink in sinks:
-                if digest in lacking[sink.store.name]:
-                    sink.put(digest, data)
-            if all(sink.error for sink in sinks):
-                raise StoreError('; '.join(sink.error for sink in sinks))
-            refresh(count)
+        pulling = [sink for sink in sinks if fanout.can_pull(sink, source_store)]
+        fan = fanout.FanOut(image_id, source_store, pulling, lacking, lengths).start() if pulling else None
+        relayed = [sink for sink in sinks if sink not in pulling] + (fan.relay if fan else [])
+        total = _wanted_bytes(relayed, lacking, lengths)
+        progress.set_total(total + (fan.bytes_total() if fan else 0))
+        _relay(source_store, image_id, slice_list, relayed, lacking, refresh, others_running=bool(fan and fan.running))
+        if fan is not None:
+            late = [sink for sink in fan.wait(refresh, progress, done_before=total) if sink not in relayed]
+            _relay(source_store, image_id, slice_list, late, lacking, refresh,
+                   others_running=any(not other.error for other in sinks if other not in late))
+            if on_route is not None:
+                on_route(fan)
         return record, slice_list
 
     return move_data
+
+
+def _wanted_bytes(sinks, lacking, lengths):
+    return sum(lengths[digest] for digest in set().union(*[lacking[sink.store.name] for sink in sinks]))
+
+
+def _relay(source_store, image_id, slice_list, sinks, lacking, refresh, others_running=False):
+    """Read the slices ``sinks`` lack once from ``source_store`` (verified) and write each to the sinks lacking it."""
+    wanted = [digest for digest in sorted(slice_list.digests()) if any(digest in lacking[sink.store.name] for sink in sinks)]
+    if not wanted:
+        return
+    for count, (digest, data) in enumerate(source_store.backend.read_image_slices(image_id, slice_list, wanted), 1):
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ImageError("slice %s of image %s is corrupt in store '%s': delete the image from that store and copy it there again from another"
+                             % (digest, image_id, source_store.name))
+        for sink in sinks:
+            if digest in lacking[sink.store.name]:
+                sink.put(digest, data)
+        if all(sink.error for sink in sinks):
+            if others_running:
+                return  # the targets fetching on their own go on; the transfer's commit step weighs the failures
+            raise StoreError('; '.join(sink.error for sink in sinks))
+        refresh(count)
 
 
 def clone_into(targets, parent_id, image_id, record):

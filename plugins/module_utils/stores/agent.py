@@ -18,8 +18,13 @@ import socket
 import sys
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores import remote_methods, wire
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import pull, remote_methods, wire
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file import FileStore
+# Loaded now, not when a pull first needs it: a shipped agent's code is gone from disk once it started.
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import ssh as _fetching  # noqa: F401 pylint: disable=unused-import
+
+
+shipped_payload = None  # set by ssh.BOOTSTRAP: the zip this agent came in, shipped on by its own pulls (stores/pull.py)
 
 
 @remote_methods.agent_methods
@@ -67,7 +72,8 @@ class Agent:
             if op == 'bootstrap':  # an installed agent skips the code a client ships to plain SSH accounts
                 continue
             if op == 'read_slices':
-                self._stream_slices(writer, header['args']['digests'])
+                args = header.get('args') or {}
+                self._stream_slices(writer, args.get('digests') or [], args.get('staged_for'), args.get('stall'))
                 continue
             args = header.get('args') or {}
             if body is not None:
@@ -90,15 +96,22 @@ class Agent:
                 wire.send(writer, reply)
                 writer.flush()
 
-    def _stream_slices(self, writer, digests):
-        store = self.opened_store()
+    def _stream_slices(self, writer, digests, staged_for=None, stall=None):
+        """Send ``digests``; with ``staged_for`` (an image id), also the slices another transfer is staging for that
+        image here, each sent once it has arrived (stores/pull.py: the next store of a fan-out chain reads them)."""
+        staged = None
         for digest in digests:
             try:
-                data = store.read_slice(digest)
+                store = self.opened_store()
+                if staged_for and staged is None:
+                    staged = pull.StagedSlices(store, staged_for, stall or pull.DEFAULT_STALL)
+                data = staged.read(digest) if staged else store.read_slice(digest)
             except errors.MultistoreError as exc:
                 wire.send(writer, {'ok': False, 'error': type(exc).__name__, 'message': str(exc)})
                 break
             wire.send(writer, {'ok': True, 'digest': digest}, data)
+            if staged:
+                writer.flush()  # the next slice may take a while to arrive: this one goes now
         wire.send(writer, {'ok': True, 'end': True})
         writer.flush()
 

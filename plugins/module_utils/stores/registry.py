@@ -16,14 +16,8 @@ import os
 from ansible_collections.vmimages.multistore.plugins.module_utils.backends.known import BACKENDS
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import atomic_write_json, makedirs, read_json, remove_file
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.registry_path import default_registry
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_store_name
-
-SYSTEM_REGISTRY = '/var/lib/vmimages-multistore/stores'
-USER_REGISTRY = '~/.local/share/vmimages-multistore/stores'
-
-
-def default_registry():
-    return SYSTEM_REGISTRY if os.geteuid() == 0 else os.path.expanduser(USER_REGISTRY)
 
 
 class OpenStore:

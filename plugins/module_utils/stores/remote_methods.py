@@ -21,6 +21,7 @@ import hashlib
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SliceList
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores import pull
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import name_lock_id
 
 # The argument that travels as the frame's body (bytes), and the one that names a handle the agent keeps.
@@ -132,6 +133,16 @@ def _put(writer, digest, body):
     return writer.new_bytes
 
 
+def _commit(writer):
+    pull.stop_pull(writer)
+    return writer.commit()
+
+
+def _abort(writer, keep):
+    pull.stop_pull(writer)
+    return writer.abort(keep)
+
+
 def _nothing(*_ignored):
     return None
 
@@ -174,8 +185,12 @@ METHODS = (
     # handles: the slice writer (ssh.RemoteSliceWriter), the image lock (RemoteLock), the slice guard (RemoteGuard)
     Remote('writer_open', ['image_id'], call='slice_writer', keep=_writer_opened),
     Remote('put_slice', [HANDLE, 'digest', BODY], call=_put, checked='the transfer is retried on the next run'),
-    Remote('writer_commit', [HANDLE], call='commit', release=True),
-    Remote('writer_abort', [HANDLE, 'keep'], call='abort', release=True),
+    Remote('writer_commit', [HANDLE], call=_commit, release=True),
+    Remote('writer_abort', [HANDLE, 'keep'], call=_abort, release=True),
+    # direct sync (stores/pull.py): the agent fetches slices from another store host; an older agent cannot, and
+    # the controller relays the data itself
+    Remote('writer_pull', [HANDLE, 'sources', 'digests', 'stall'], call=pull.start_pull, fallback=lambda *_ignored: False),
+    Remote('writer_pull_status', [HANDLE], call=pull.pull_status),
     Remote('lock_acquire', ['image_id'], call=lambda store, image_id: store.image_lock(image_id).acquire(), keep=True),
     # an older agent has no name locks of its own: the interface's default, an image lock named after the name
     Remote('name_lock_acquire', ['name'], call=lambda store, name: store.name_lock(name).acquire(), keep=True,

@@ -53,19 +53,22 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores import 
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter, Store
 
 PACKAGE = 'ansible_collections.vmimages.multistore.plugins.module_utils'
-AGENT_MODULES = ('common.clock', 'common.errors', 'common.fs', 'common.locks', 'common.owners', 'slices.slice_list', 'stores.base',
-                 'stores.repository', 'stores.file', 'stores.wire', 'stores.remote_methods', 'stores.agent')
+AGENT_MODULES = ('common.clock', 'common.errors', 'common.fs', 'common.locks', 'common.networks', 'common.owners', 'common.registry_path',
+                 'slices.slice_list', 'stores.base', 'stores.repository', 'stores.file', 'stores.wire', 'stores.remote_methods',
+                 'stores.pull', 'stores.ssh', 'stores.agent')
 # Reads the shipped code (one frame), imports the agent from it, then serves on stdin/stdout.
 BOOTSTRAP = (
     "import json,os,struct,sys,tempfile\n"
     "r=sys.stdin.buffer\n"
     "n=struct.unpack('>I',r.read(4))[0]\n"
     "h=json.loads(r.read(n).decode('utf-8'))\n"
+    "z=r.read(h['size'])\n"
     "fd,p=tempfile.mkstemp(suffix='.zip')\n"
-    "os.write(fd,r.read(h['size']))\n"
+    "os.write(fd,z)\n"
     "os.close(fd)\n"
     "sys.path.insert(0,p)\n"
     "from ansible_collections.vmimages.multistore.plugins.module_utils.stores import agent\n"
+    "agent.shipped_payload=z\n"
     "os.unlink(p)\n"
     "agent.main(sys.argv[1:])\n"
 )
@@ -77,7 +80,11 @@ PUT_SLICE = remote_methods.BY_NAME['put_slice']
 
 
 def agent_payload():
-    """A zip of the agent's modules, read from wherever they were imported (files or AnsiballZ zip)."""
+    """A zip of the agent's modules, read from wherever they were imported (files or AnsiballZ zip); in an agent
+    that was shipped itself (and fetches from another store host now), the zip it came in."""
+    shipped = getattr(_shipped_agent, 'shipped_payload', None)
+    if shipped:
+        return shipped
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
         packages = set()
@@ -203,7 +210,7 @@ class AgentChannel:
         if self.outstanding >= PIPELINE_DEPTH:
             self.call('ping')
 
-    def stream_slices(self, digests):
+    def stream_slices(self, digests, **options):
         """Yield (digest, data) for ``digests``; a reader thread keeps PREFETCH_SLICES in flight.
 
         Slices arrive straight into a small pool of page-aligned buffers (no allocation per slice, and a
@@ -228,7 +235,7 @@ class AgentChannel:
                 frames.put(({'broken': exc}, None, None))
 
         try:
-            wire.send(self.stdin, {'op': 'read_slices', 'args': {'digests': list(digests)}})
+            wire.send(self.stdin, {'op': 'read_slices', 'args': dict(options, digests=list(digests))})
             self.stdin.flush()
         except (IOError, OSError) as exc:
             raise self._broken(exc)
@@ -386,6 +393,19 @@ class RemoteSliceWriter(SliceWriter):
         self.staged.add(digest)
         self.new_bytes += len(data)
         return True
+
+    def pull(self, sources, digests, stall):
+        """Let the store host fetch ``digests`` itself from ``sources`` (stores/pull.py); False when its agent cannot."""
+        self._pulled = 0
+        return self.store.invoke('writer_pull', self.handle, list(sources), list(digests), stall)
+
+    _pulled = 0
+
+    def pull_status(self):
+        status = self.store.invoke('writer_pull_status', self.handle)
+        self.new_bytes += status['bytes'] - self._pulled  # the usage ledger and quota count what the pull staged
+        self._pulled = status['bytes']
+        return status
 
     def commit(self):
         self.store.invoke('writer_commit', self.handle)

@@ -10,6 +10,7 @@ import inspect
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -114,7 +115,9 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def test_the_agent_answers_every_line_of_the_table_as_the_file_store(served, root):
+def test_the_agent_answers_every_line_of_the_table_as_the_file_store(served, root, tmp_path, monkeypatch):
+    # the agent's host registry (stores/pull.py), empty: a pull finds no route (tests/.../remote/test_direct_sync.py pulls)
+    monkeypatch.setenv('VMIMAGES_MULTISTORE_REGISTRY', str(tmp_path / 'host-registry'))
     remote = served.store
     local = FileStore('central', {'path': root})
     assert remote.check_root() is None and remote.status() == 'disconnected'
@@ -130,6 +133,11 @@ def test_the_agent_answers_every_line_of_the_table_as_the_file_store(served, roo
         lock.refresh()
         with remote.slice_guard(False):
             writer = remote.slice_writer(image_id)
+            assert writer.pull([{'name': 'edge', 'id': 'e1', 'staged_for': None}], digests, 5) is True
+            while writer.pull_status()['running']:
+                time.sleep(0.05)
+            status = writer.pull_status()
+            assert status['no_route'] and 'declares no store with id e1 (edge)' in status['error'] and status['bytes'] == 0
             assert writer.put(digests[0], data[0]) and writer.put(digests[1], memoryview(data[1]))
             assert not writer.put(digests[0], data[0])
             writer.commit()
@@ -225,6 +233,7 @@ def test_the_session_refuses_what_it_does_not_serve(served, tmp_path):
 class OlderAgent(Agent):
     """An installed agent of the version before the usage ledger and name locks (a sync key's forced command)."""
     op_usage = op_count_new_slices = op_start_usage_ledger = op_reset_usage = op_name_lock_acquire = None
+    op_writer_pull = op_writer_pull_status = None
 
 
 def test_a_client_works_with_an_older_agent_without_the_newer_lines(root):
@@ -239,6 +248,10 @@ def test_a_client_works_with_an_older_agent_without_the_newer_lines(root):
         with remote.name_lock('disk'):
             assert Store.name_lock(local, 'disk').busy()
         assert not Store.name_lock(local, 'disk').busy()
-        assert {'usage', 'name_lock_acquire', 'lock_acquire'} <= served.channel.sent
+        # no direct sync there: the controller relays (images/fanout.py)
+        writer = remote.slice_writer('image-9')
+        assert writer.pull([{'name': 'edge', 'id': 'e1', 'staged_for': None}], [sha256(slice_data(1))], 5) is False
+        writer.abort()
+        assert {'usage', 'name_lock_acquire', 'lock_acquire', 'writer_pull'} <= served.channel.sent
     finally:
         served.close()

@@ -27,7 +27,7 @@ def free_port():
 
 
 class Sshd:
-    def __init__(self, directory):
+    def __init__(self, directory, store_registry=None):
         self.directory = directory
         self.port = free_port()
         self.log = os.path.join(directory, 'sshd.log')
@@ -47,7 +47,10 @@ class Sshd:
                 'Port %d' % self.port, 'ListenAddress 127.0.0.1', 'ListenAddress 127.0.0.5', 'HostKey %s' % self.host_key,
                 'AuthorizedKeysFile %s' % os.path.join(directory, 'authorized_keys'), 'PermitRootLogin prohibit-password',
                 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no',
-                'PidFile %s' % os.path.join(directory, 'sshd.pid'), 'LogLevel VERBOSE', '']))
+                'PidFile %s' % os.path.join(directory, 'sshd.pid'), 'LogLevel VERBOSE'] +
+                # The store agent's view of "its host's registry" (stores/pull.py): the stores the test declared
+                # there, as the store_host role declares on every store host the stores it fetches from.
+                (['SetEnv VMIMAGES_MULTISTORE_REGISTRY=%s' % store_registry] if store_registry else []) + ['']))
         if not os.path.isdir('/run/sshd'):
             os.makedirs('/run/sshd', 0o755)
         self.process = subprocess.Popen([SSHD, '-D', '-f', config, '-E', self.log])
@@ -70,12 +73,13 @@ class Sshd:
 
 
 @pytest.fixture
-def sshd(tmp_path):
+def sshd(tmp_path, registry):
+    """The store hosts' sshd; their agents find the remote stores this test registers (direct sync between them)."""
     if os.geteuid() != 0 or not os.path.exists(SSHD):
         pytest.skip('needs root and openssh-server (installed by make setup)')
     directory = str(tmp_path / 'sshd')
     os.mkdir(directory)
-    server = Sshd(directory)
+    server = Sshd(directory, registry.directory)
     yield server
     server.stop()
 
