@@ -10,12 +10,12 @@ arrive on eth2 (sync), not on eth0 (management) nor eth1 (data).
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-from labrun import LAB, ROOT, lab_cmd as lab
+import labrun
+from labrun import ROOT, lab_cmd as lab, module
 
 NAME = 'ci-syncnet'
 MGMT_NET = '10.218.0.0/24'
@@ -23,34 +23,15 @@ MGMT_NET = '10.218.0.0/24'
 ADDRESSES = {'central': {'eth1': '10.202.0.11/24', 'eth2': '10.203.0.11/24'},
              'edge1': {'eth1': '10.202.0.12/24', 'eth2': '10.203.0.12/24'}}
 IMAGE_MIB = 48
-ANSIBLE_BIN = os.path.join(os.path.dirname(sys.executable), 'ansible')
 
 
 def run_on(state, host, command, data=None):
-    proc = subprocess.run([sys.executable, LAB, 'exec', '--name', NAME, '--state-dir', state, '--host', host, '--'] + command,
-                          input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
-    assert proc.returncode == 0, '%s on %s: %s' % (' '.join(command), host, proc.stderr.decode('utf-8', 'replace'))
-    return proc.stdout.decode('utf-8')
-
-
-def module(state, host, name, args, check=False):
-    """One module run through Ansible with the lab's inventory; the host's result as a dict."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
-               ANSIBLE_STDOUT_CALLBACK='json')
-    argv = [ANSIBLE_BIN, '-i', os.path.join(state, 'inventory.yml'), host, '-m', 'vmimages.multistore.%s' % name, '-a', json.dumps(args)]
-    proc = subprocess.run(argv + (['--check', '--diff'] if check else ['--diff']), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=env, cwd=ROOT, timeout=900, check=False)
-    try:
-        return json.loads(proc.stdout)['plays'][0]['tasks'][0]['hosts'][host]
-    except (ValueError, KeyError, IndexError):
-        raise AssertionError('ansible %s %s: no result\n%s\n%s' % (host, name, proc.stdout[-3000:], proc.stderr[-3000:]))
+    return labrun.run_on(NAME, state, host, command, data)
 
 
 def rx_bytes(state, host):
-    """Bytes received per interface (/proc/net/dev: the counters of /sys/class/net/*/statistics, read in the host's namespace)."""
-    lines = run_on(state, host, ['cat', '/proc/net/dev']).splitlines()[2:]
-    counters = dict((name.strip(), int(numbers.split()[0])) for name, numbers in (line.split(':', 1) for line in lines))
-    return dict((interface, counters[interface]) for interface in ('eth0', 'eth1', 'eth2'))
+    """Bytes received per interface."""
+    return dict((interface, counts[0]) for interface, counts in labrun.interface_bytes(NAME, state, host).items())
 
 
 @pytest.fixture(scope='module')
@@ -150,11 +131,9 @@ def test_a_sync_link_cut_mid_copy_fails_alone_and_the_rerun_sends_only_the_rest(
     image_bytes = CUT_MIB << 20
     run_on(sync_lab, 'central', ['tc', 'qdisc', 'replace', 'dev', 'eth2', 'root', 'tbf', 'rate', SHAPED, 'burst', '64kb', 'latency', '400ms'])
     try:
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='json')
         before = edge1_sync_rx(sync_lab)
-        copy = subprocess.Popen([ANSIBLE_BIN, '-i', os.path.join(sync_lab, 'inventory.yml'), 'central', '-m', 'vmimages.multistore.image',
-                                 '-a', json.dumps({'name': 'cut', 'stores': ['central', 'edge1']})],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env, cwd=ROOT)
+        copy = subprocess.Popen(labrun.module_argv(sync_lab, 'central', 'image', {'name': 'cut', 'stores': ['central', 'edge1']}),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=labrun.ansible_env(), cwd=ROOT)
         deadline = time.time() + 300
         while edge1_sync_rx(sync_lab) - before < image_bytes // 3 and time.time() < deadline and copy.poll() is None:
             time.sleep(0.2)

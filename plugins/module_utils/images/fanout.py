@@ -25,7 +25,7 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import MultistoreError
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import MultistoreError, TransferInterrupted
 from ansible_collections.vmimages.multistore.plugins.module_utils.images import policy
 
 STALL_SECONDS = 30  # a chain link that delivers nothing that long is passed over (the origin serves the rest)
@@ -102,6 +102,7 @@ class FanOut:
                 except MultistoreError as exc:
                     self.running.remove(sink)
                     sink.error = "store '%s': lost its agent during the direct sync: %s" % (sink.store.name, exc)
+                    sink.interrupted = isinstance(exc, TransferInterrupted)  # what it staged stays for the re-run
                     continue
                 self.pulled[sink.store.name] = status['bytes']
                 if status['running']:

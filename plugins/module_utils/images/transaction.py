@@ -31,10 +31,10 @@ LOCK_REFRESH_SLICES = 64
 
 
 def lock_all(stack, stores, image_id):
-    """Lock the image in every store, in a fixed order so that two runs cannot deadlock."""
+    """Lock the image in every store, in a fixed order so that two runs cannot deadlock; [(store, lock)]."""
     locks = []
     for store in sorted(stores, key=lambda s: s.name):
-        locks.append(stack.enter_context(store.backend.image_lock(image_id)))
+        locks.append((store, stack.enter_context(store.backend.image_lock(image_id))))
     return locks
 
 
@@ -90,7 +90,7 @@ class Transfer:
                 resumed = sum(len(sink.writer.staged_digests()) for sink in sinks)
                 if resumed and self.on_resumed is not None:
                     self.on_resumed(resumed)
-                record, slice_list = move_data(sinks, self._refresher(locks, progress), progress)
+                record, slice_list = move_data(sinks, self._refresher(locks, progress, sinks), progress)
                 self._finish(sinks, slice_list, record, progress)
             except BaseException as exc:
                 # An interrupted transfer keeps its staged slices so that a re-run sends only what is missing;
@@ -107,13 +107,21 @@ class Transfer:
                         pass  # unreachable now: its placeholder shows as failed_import until the next run completes it
                 raise
 
-    @staticmethod
-    def _refresher(locks, progress):
+    def _refresher(self, locks, progress, sinks):
         def refresh(index):
             progress.advance_to(index * SLICE_SIZE)
             if index % LOCK_REFRESH_SLICES == 0:
-                for lock in locks:
-                    lock.refresh()
+                for store, lock in locks:
+                    sink = next((sink for sink in sinks if sink.store is store), None)
+                    if sink is not None and sink.error:
+                        continue  # that store failed already: its lock goes with its release (or its agent)
+                    try:
+                        lock.refresh()
+                    except TransferInterrupted as exc:
+                        # A store that went away fails alone when failures are allowed; it keeps what it staged.
+                        if not self.allow_failure or sink is None:
+                            raise
+                        sink.error, sink.interrupted = str(exc), True
         return refresh
 
     def _sinks(self, stack, placeholder):
@@ -176,6 +184,8 @@ class Transfer:
                 sink.store.backend.write_record(image_id, dict(record, status='killed', failure=sink.error, updated_at=utc_now()))
             except (IOError, OSError, MultistoreError):
                 pass  # the store is down: its 'importing' placeholder reads as a failed import until a run completes it
+            if sink.interrupted:
+                sink.store.lost(sink.error)  # gone mid-run (its link, its host): the rest of this run sees it disconnected
 
     def _roll_back(self, committed, slice_list, sink, reason):
         """A commit failed without allow_failure: make the stores committed already forget the image, then raise."""

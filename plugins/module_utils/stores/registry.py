@@ -45,6 +45,11 @@ class OpenStore:
 
     unreachable = None
 
+    def lost(self, reason):
+        """The connection to this store broke during the run: from now on it reads as disconnected."""
+        self.unreachable = reason
+        self.identity = None
+
     @property
     def id(self):
         return self.identity['id'] if self.identity else None

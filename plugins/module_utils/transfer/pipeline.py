@@ -36,10 +36,12 @@ QUEUE_DEPTH = POOL_BUFFERS
 class StoreSink:
     """One target store of a transfer; a failure here fails this store only."""
 
-    def __init__(self, store, writer, byte_budget=None):
+    def __init__(self, store, writer, byte_budget=None, fail_alone=False):
         self.store = store
         self.writer = writer
         self.byte_budget = byte_budget
+        # allow_failure: a store that goes away fails alone (its staged slices kept); else the whole transfer stops
+        self.fail_alone = fail_alone
         self.error = None
         self.interrupted = False  # set when this store went away at commit: its staged data is kept for a re-run
 
@@ -57,8 +59,10 @@ class StoreSink:
                 self.writer.put(digest, data, index, origin=origin)
             else:
                 self.writer.put(digest, data, index)
-        except TransferInterrupted:
-            raise  # the whole transfer stops and keeps its staged slices for the next run
+        except TransferInterrupted as exc:
+            if not self.fail_alone:
+                raise  # the whole transfer stops and keeps its staged slices for the next run
+            self.error, self.interrupted = str(exc), True
         except MultistoreError as exc:
             self.error = str(exc)
         except (IOError, OSError) as exc:
