@@ -52,10 +52,11 @@ HOSTS = ('central', 'edge1')
 class Lab:
     """tests/lab/lab.py driven as a subprocess (create / exec / destroy)."""
 
-    def __init__(self, name, mgmt_net, sync_net):
+    def __init__(self, name, mgmt_net, sync_net, hosts=HOSTS):
         self.name = name
         self.mgmt_net = mgmt_net
         self.sync_net = sync_net
+        self.hosts = list(hosts)
         self.info = None
 
     def _lab(self, *args, **kwargs):
@@ -63,7 +64,7 @@ class Lab:
                               universal_newlines=True, check=False, **kwargs)
 
     def create(self):
-        proc = self._lab('create', '--name', self.name, '--hosts', ','.join(HOSTS), '--mgmt-net', self.mgmt_net,
+        proc = self._lab('create', '--name', self.name, '--hosts', ','.join(self.hosts), '--mgmt-net', self.mgmt_net,
                          '--sync-net', self.sync_net, timeout=1800)
         if proc.returncode != 0:
             raise benchlib.BenchError('lab.py create failed (rc %d):\n%s' % (proc.returncode, proc.stderr.strip()[-3000:]))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAB = os.path.join(HERE, 'lab.py')
@@ -59,3 +60,25 @@ def interface_bytes(name, state, host, interfaces=('eth0', 'eth1', 'eth2')):
     lines = run_on(name, state, host, ['cat', '/proc/net/dev']).splitlines()[2:]
     counters = dict((label.strip(), numbers.split()) for label, numbers in (line.split(':', 1) for line in lines))
     return dict((interface, (int(counters[interface][0]), int(counters[interface][8]))) for interface in interfaces)
+
+
+def cut_mid_run(name, state, runner, args, host, part):
+    """Run the module ``args`` (a dict with 'module' and its arguments) on ``runner``; once ``host`` has received
+    ``part`` bytes on its sync interface (eth2), take that link down until the run ended. Returns (the runner's
+    result, bytes ``host`` received meanwhile)."""
+    def received():
+        return interface_bytes(name, state, host, ('eth2',))['eth2'][0]
+    args = dict(args)
+    before = received()
+    run = subprocess.Popen(module_argv(state, runner, args.pop('module'), args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=ansible_env(), cwd=ROOT)
+    deadline = time.time() + 300
+    while received() - before < part and time.time() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    assert run.poll() is None, 'the run ended before the cut: %s' % run.communicate()[0][-2000:]
+    run_on(name, state, host, ['ip', 'link', 'set', 'eth2', 'down'])
+    try:
+        out, _err = run.communicate(timeout=600)
+    finally:
+        run_on(name, state, host, ['ip', 'link', 'set', 'eth2', 'up'])
+    return host_result(out, runner), received() - before

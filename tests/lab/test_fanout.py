@@ -15,7 +15,6 @@ role does with multistore_remote_stores. Bytes are counted on the hosts' interfa
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -150,20 +149,8 @@ def test_an_edge_cut_off_mid_fan_out_fails_alone_and_the_rerun_sends_it_only_wha
     for host in HOSTS:  # about 10 s per hop: time to cut edge2 off in the middle
         run_on(fan_lab, host, ['tc', 'qdisc', 'replace', 'dev', 'eth2', 'root', 'tbf', 'rate', '80mbit', 'burst', '64kb', 'latency', '400ms'])
     try:
-        before = sync_bytes(fan_lab, ['edge2'])['edge2'][0]
-        fan = subprocess.Popen(labrun.module_argv(fan_lab, 'central', 'image', {'name': 'cut', 'stores': HOSTS, 'allow_failure': True}),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=labrun.ansible_env(), cwd=ROOT)
-        deadline = time.time() + 300
-        while sync_bytes(fan_lab, ['edge2'])['edge2'][0] - before < image_bytes // 3 and time.time() < deadline and fan.poll() is None:
-            time.sleep(0.2)
-        assert fan.poll() is None, 'the fan-out ended before the cut: %s' % fan.communicate()[0][-2000:]
-        run_on(fan_lab, 'edge2', ['ip', 'link', 'set', 'eth2', 'down'])
-        try:
-            out, _err = fan.communicate(timeout=600)
-        finally:
-            run_on(fan_lab, 'edge2', ['ip', 'link', 'set', 'eth2', 'up'])
-        arrived = sync_bytes(fan_lab, ['edge2'])['edge2'][0] - before
-        result = labrun.host_result(out, 'central')
+        result, arrived = labrun.cut_mid_run(NAME, fan_lab, 'central', {'module': 'image', 'name': 'cut', 'stores': HOSTS, 'allow_failure': True},
+                                             'edge2', image_bytes // 3)
         print('\ncut fan-out: %s\nfailed: %s\nedge2 had received %d of %d bytes' % (
             result.get('actions'), result.get('failed_import'), arrived, image_bytes))
         assert result['changed'] and not result.get('failed'), result.get('msg')

@@ -9,13 +9,11 @@ arrive on eth2 (sync), not on eth0 (management) nor eth1 (data).
 
 import json
 import os
-import subprocess
-import time
 
 import pytest
 
 import labrun
-from labrun import ROOT, lab_cmd as lab, module
+from labrun import lab_cmd as lab, module
 
 NAME = 'ci-syncnet'
 MGMT_NET = '10.218.0.0/24'
@@ -131,20 +129,8 @@ def test_a_sync_link_cut_mid_copy_fails_alone_and_the_rerun_sends_only_the_rest(
     image_bytes = CUT_MIB << 20
     run_on(sync_lab, 'central', ['tc', 'qdisc', 'replace', 'dev', 'eth2', 'root', 'tbf', 'rate', SHAPED, 'burst', '64kb', 'latency', '400ms'])
     try:
-        before = edge1_sync_rx(sync_lab)
-        copy = subprocess.Popen(labrun.module_argv(sync_lab, 'central', 'image', {'name': 'cut', 'stores': ['central', 'edge1']}),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=labrun.ansible_env(), cwd=ROOT)
-        deadline = time.time() + 300
-        while edge1_sync_rx(sync_lab) - before < image_bytes // 3 and time.time() < deadline and copy.poll() is None:
-            time.sleep(0.2)
-        assert copy.poll() is None, 'the copy ended before the cut: %s' % copy.communicate()[0][-2000:]
-        run_on(sync_lab, 'edge1', ['ip', 'link', 'set', 'eth2', 'down'])
-        try:
-            out, err = copy.communicate(timeout=600)
-        finally:
-            run_on(sync_lab, 'edge1', ['ip', 'link', 'set', 'eth2', 'up'])
-        sent_before_cut = edge1_sync_rx(sync_lab) - before
-        result = json.loads(out)['plays'][0]['tasks'][0]['hosts']['central']
+        result, sent_before_cut = labrun.cut_mid_run(NAME, sync_lab, 'central', {'module': 'image', 'name': 'cut', 'stores': ['central', 'edge1']},
+                                                     'edge1', image_bytes // 3)
         print('\ncut copy: %d of %d bytes arrived; %s' % (sent_before_cut, image_bytes, result.get('msg')))
         assert result.get('failed'), result
         assert "'edge1'" in result['msg'] and 'Traceback' not in result['msg'], result['msg']
