@@ -22,6 +22,7 @@ Run as root with the venv's python: .venv/bin/python bench/lab_copy.py [--quick]
 
 from __future__ import absolute_import, division, print_function
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -74,6 +75,25 @@ class Lab:
     def destroy(self):
         proc = self._lab('destroy', '--name', self.name, timeout=300)
         return proc.returncode, (proc.stderr or '').strip()
+
+    @contextlib.contextmanager
+    def session(self, keep=False):
+        """Around a benchmark: a lab of this name that an interrupted run left is removed first, and the lab is
+        destroyed at the end, also on error or SIGTERM/SIGHUP (unless ``keep``: then it says how to destroy it)."""
+        def on_signal(signum, _frame):
+            raise KeyboardInterrupt('signal %d' % signum)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_signal)
+        self.destroy()
+        try:
+            yield self
+        finally:
+            if keep and self.info:
+                print('lab kept: %s; destroy with: %s %s destroy --name %s' % (self.info['state_dir'], sys.executable, LAB_PY, self.name))
+            else:
+                rc, err = self.destroy()
+                if rc != 0:
+                    print('warning: lab.py destroy --name %s failed (rc %d): %s' % (self.name, rc, err[-2000:]), file=sys.stderr)
 
     def root(self, host):
         """The host's root file system as seen from this machine (its overlay)."""
@@ -500,14 +520,7 @@ def main():
                'cache': None, 'full': [], 'incremental': [], 'sync_addresses': sync_address}
     checks = []
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt('signal %d' % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    # A lab of this name left by an interrupted run: start from scratch.
-    lab.destroy()
-    try:
+    with lab.session(args.keep_lab):
         with benchlib.Scratch('labcopy', args.workdir, args.keep) as scratch:
             with Timed() as lab_time:
                 lab.create()
@@ -712,13 +725,6 @@ def main():
             results['checks'] = dict(checks)
             results['sha512'] = {'source': source_sha, 'export_edge1': export_sha}
             results['export_edge1_s'] = export_s
-    finally:
-        if args.keep_lab and lab.info:
-            print('lab kept: %s; destroy with: %s %s destroy --name %s' % (lab.info['state_dir'], sys.executable, LAB_PY, lab.name))
-        else:
-            rc, err = lab.destroy()
-            if rc != 0:
-                print('warning: lab.py destroy --name %s failed (rc %d): %s' % (lab.name, rc, err[-2000:]), file=sys.stderr)
 
     report(args, results, checks, size, changed_bytes, caches)
     elapsed = time.perf_counter() - started

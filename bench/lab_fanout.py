@@ -22,13 +22,12 @@ Run as root with the venv's python: .venv/bin/python bench/lab_fanout.py [--quic
 from __future__ import absolute_import, division, print_function
 
 import os
-import signal
 import sys
 import time
 
 import benchlib
 from benchlib import MIB, SLICE, Timed
-from lab_copy import LAB_PY, Lab, lab_host_keys, play, run_playbook, task_result, task_seconds
+from lab_copy import Lab, lab_host_keys, play, run_playbook, task_result, task_seconds
 
 WORK = '/var/tmp/benchfan'
 KEY = '/root/.ssh/multistore_sync'
@@ -69,13 +68,7 @@ def main():
     results = {'benchmark': 'lab_fanout', 'image_bytes': size, 'edges': args.edges, 'rate': args.rate, 'runs': {}}
     checks = []
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt('signal %d' % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    lab.destroy()
-    try:
+    with lab.session(args.keep_lab):
         with benchlib.Scratch('labfan', args.workdir, args.keep) as scratch:
             with Timed() as lab_time:
                 lab.create()
@@ -143,13 +136,6 @@ def main():
             checks.append(('the fan-out sent the image about once over central\'s link (< 1.5 x)', fan['central_sent'] < 1.5 * size))
             checks.append(('the fan-out went down the chain (store to store: ... %s from %s)' % (edges[-1], edges[-2] if len(edges) > 1 else 'central'),
                            any('%s from %s' % (edges[-1], edges[-2] if len(edges) > 1 else 'central') in action for action in fan.get('actions') or [])))
-    finally:
-        if args.keep_lab and lab.info:
-            print('lab kept: %s; destroy with: %s %s destroy --name %s' % (lab.info['state_dir'], sys.executable, LAB_PY, lab.name))
-        else:
-            rc, err = lab.destroy()
-            if rc != 0:
-                print('warning: lab.py destroy --name %s failed (rc %d): %s' % (lab.name, rc, err[-2000:]), file=sys.stderr)
 
     one = results['runs']['one']['process_s']
     rows = [[name, '%.2f' % entry['process_s'], '%.2f' % (entry['process_s'] / one), '%.0f' % (entry['central_sent'] / MIB)]
