@@ -147,6 +147,16 @@ def test_agent_installed(name):
     assert host.file(SYNC_KEY).mode == 0o600
 
 
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_sshd_ends_the_sessions_of_vanished_clients(name):
+    host = lab(name)
+    drop_in = host.file('/etc/ssh/sshd_config.d/vmimages-multistore.conf')
+    assert drop_in.is_file and 'ClientAliveInterval 15' in drop_in.content_string
+    # what the running sshd uses (sshd -T prints its effective configuration)
+    effective = host.check_output('sshd -T | grep -E "^clientalive(interval|countmax) "').splitlines()
+    assert sorted(effective) == ['clientalivecountmax 3', 'clientaliveinterval 15']
+
+
 def test_sync_key_authorized_on_central_for_its_store_root_only():
     central, edge = lab('central'), lab('edge1')
     public = ' '.join(edge.file(SYNC_KEY + '.pub').content_string.split()[:2])
