@@ -22,7 +22,6 @@ Run as root with the venv's python: .venv/bin/python bench/lab_fanout.py [--quic
 from __future__ import absolute_import, division, print_function
 
 import os
-import sys
 import time
 
 import benchlib
@@ -122,8 +121,8 @@ def main():
                     result = task_result(output, 'copy', 'central')
                     entry.update(task_s=round(task_seconds(output, 'copy'), 2), actions=result.get('actions'))
                 results['runs'][name] = entry
-                print('  %-11s %7.2f s   central sent %6.0f MiB%s' % (name, timing.wall, entry['central_sent'] / MIB,
-                                                                     '   %s' % entry['actions'] if entry.get('actions') else ''))
+                said = '   %s' % entry['actions'] if entry.get('actions') else ''
+                print('  %-11s %7.2f s   central sent %6.0f MiB%s' % (name, timing.wall, entry['central_sent'] / MIB, said))
 
             verify = [play(edge, [{'name': 'export on %s' % edge, 'vmimages.multistore.image_export': {
                 'name': 'disk', 'store': edge, 'dest': WORK + '/export.raw'}}]) for edge in (edges[0], edges[-1])]

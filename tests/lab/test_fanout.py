@@ -24,7 +24,7 @@ from labrun import ROOT, lab_cmd as lab, module
 NAME = 'ci-fanout'
 MGMT_NET = '10.219.0.0/24'
 EDGES = ['edge1', 'edge2', 'edge3', 'edge4']
-HOSTS = ['central'] + EDGES
+HOSTS = tuple(['central'] + EDGES)
 SYNC = dict((host, '10.203.0.%d/24' % (11 + index)) for index, host in enumerate(HOSTS))
 MIB = 1 << 20
 
@@ -126,7 +126,7 @@ def test_a_fan_out_to_four_edges_sends_the_image_about_once_over_the_central_lin
     image_bytes = 64 * MIB
     digest = random_image(fan_lab, 'fan', 64)
     before = sync_bytes(fan_lab)
-    fanned = module(fan_lab, 'central', 'image', {'name': 'fan', 'stores': HOSTS})
+    fanned = module(fan_lab, 'central', 'image', {'name': 'fan', 'stores': list(HOSTS)})
     after = sync_bytes(fan_lab)
     sent = dict((host, after[host][1] - before[host][1]) for host in HOSTS)
     received = dict((host, after[host][0] - before[host][0]) for host in HOSTS)
@@ -138,7 +138,7 @@ def test_a_fan_out_to_four_edges_sends_the_image_about_once_over_the_central_lin
     assert all(received[edge] >= image_bytes for edge in EDGES), received
     for edge in EDGES:
         assert exported_digest(fan_lab, edge, 'fan') == digest
-    assert not module(fan_lab, 'central', 'image', {'name': 'fan', 'stores': HOSTS})['changed']
+    assert not module(fan_lab, 'central', 'image', {'name': 'fan', 'stores': list(HOSTS)})['changed']
 
 
 @pytest.mark.lab
@@ -149,7 +149,7 @@ def test_an_edge_cut_off_mid_fan_out_fails_alone_and_the_rerun_sends_it_only_wha
     for host in HOSTS:  # about 10 s per hop: time to cut edge2 off in the middle
         run_on(fan_lab, host, ['tc', 'qdisc', 'replace', 'dev', 'eth2', 'root', 'tbf', 'rate', '80mbit', 'burst', '64kb', 'latency', '400ms'])
     try:
-        result, arrived = labrun.cut_mid_run(NAME, fan_lab, 'central', {'module': 'image', 'name': 'cut', 'stores': HOSTS, 'allow_failure': True},
+        result, arrived = labrun.cut_mid_run(NAME, fan_lab, 'central', {'module': 'image', 'name': 'cut', 'stores': list(HOSTS), 'allow_failure': True},
                                              'edge2', image_bytes // 3)
         print('\ncut fan-out: %s\nfailed: %s\nedge2 had received %d of %d bytes' % (
             result.get('actions'), result.get('failed_import'), arrived, image_bytes))
@@ -160,7 +160,7 @@ def test_an_edge_cut_off_mid_fan_out_fails_alone_and_the_rerun_sends_it_only_wha
         assert not any('edge2' in (image.get('stores') or []) for image in seen), seen
         # the link is back: the re-run sends edge2 what it lacks
         before = sync_bytes(fan_lab, ['edge2'])['edge2'][0]
-        again = module(fan_lab, 'central', 'image', {'name': 'cut', 'stores': HOSTS})
+        again = module(fan_lab, 'central', 'image', {'name': 'cut', 'stores': list(HOSTS)})
         resent = sync_bytes(fan_lab, ['edge2'])['edge2'][0] - before
         print('re-run: %s; %d bytes on edge2\'s sync link' % (again.get('actions'), resent))
         assert again['changed'] and not again.get('failed'), again
@@ -170,4 +170,4 @@ def test_an_edge_cut_off_mid_fan_out_fails_alone_and_the_rerun_sends_it_only_wha
             run_on(fan_lab, host, ['tc', 'qdisc', 'del', 'dev', 'eth2', 'root'])
     for edge in EDGES:
         assert exported_digest(fan_lab, edge, 'cut') == digest
-    assert not module(fan_lab, 'central', 'image', {'name': 'cut', 'stores': HOSTS})['changed']
+    assert not module(fan_lab, 'central', 'image', {'name': 'cut', 'stores': list(HOSTS)})['changed']
