@@ -19,6 +19,15 @@ USER_REGISTRY = '~/.local/share/vmimages-multistore/stores'
 REGISTRY_VARIABLE = 'VMIMAGES_MULTISTORE_REGISTRY'
 
 
+def declared_names(directory):
+    """The store names declared in a registry directory (one NAME.json each), sorted; none when it is missing."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(entry[:-5] for entry in entries if entry.endswith('.json') and not entry.startswith('.'))
+
+
 def default_registry():
     if os.environ.get(REGISTRY_VARIABLE):
         return os.path.expanduser(os.environ[REGISTRY_VARIABLE])

@@ -99,19 +99,15 @@ class Agent:
     def _stream_slices(self, writer, digests, staged_for=None, stall=None):
         """Send ``digests``; with ``staged_for`` (an image id), also the slices another transfer is staging for that
         image here, each sent once it has arrived (stores/pull.py: the next store of a fan-out chain reads them)."""
-        staged = None
-        for digest in digests:
-            try:
-                store = self.opened_store()
-                if staged_for and staged is None:
-                    staged = pull.StagedSlices(store, staged_for, stall or pull.DEFAULT_STALL)
-                data = staged.read(digest) if staged else store.read_slice(digest)
-            except errors.MultistoreError as exc:
-                wire.send(writer, {'ok': False, 'error': type(exc).__name__, 'message': str(exc)})
-                break
-            wire.send(writer, {'ok': True, 'digest': digest}, data)
-            if staged:
-                writer.flush()  # the next slice may take a while to arrive: this one goes now
+        try:
+            store = self.opened_store()
+            read = pull.StagedSlices(store, staged_for, stall or pull.DEFAULT_STALL).read if staged_for else store.read_slice
+            for digest in digests:
+                wire.send(writer, {'ok': True, 'digest': digest}, read(digest))
+                if staged_for:
+                    writer.flush()  # the next slice may take a while to arrive: this one goes now
+        except errors.MultistoreError as exc:
+            wire.send(writer, {'ok': False, 'error': type(exc).__name__, 'message': str(exc)})
         wire.send(writer, {'ok': True, 'end': True})
         writer.flush()
 

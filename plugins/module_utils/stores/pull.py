@@ -32,7 +32,7 @@ import time
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common import errors
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import read_json, write_all
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.registry_path import default_registry
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.registry_path import declared_names, default_registry
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.repository import slice_key
 
 FAILED_MARK = '.pull-failed'  # in the staging directory: downstream readers stop waiting for its slices
@@ -103,10 +103,7 @@ def open_declared(name, store_id, registry=None):
     # Imported here: ssh.py ships this agent's own code and imports it.
     from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import SshFileStore
     directory = registry or default_registry()
-    try:
-        entries = sorted(entry[:-5] for entry in os.listdir(directory) if entry.endswith('.json') and not entry.startswith('.'))
-    except OSError:
-        entries = []
+    entries = declared_names(directory)
     candidates = ([name] if name in entries else []) + [entry for entry in entries if entry != name]
     tried = []
     for entry in candidates:

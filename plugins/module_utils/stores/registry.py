@@ -16,7 +16,7 @@ import os
 from ansible_collections.vmimages.multistore.plugins.module_utils.backends.known import BACKENDS
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs import atomic_write_json, makedirs, read_json, remove_file
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.registry_path import default_registry
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.registry_path import declared_names, default_registry
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_store_name
 
 
@@ -100,11 +100,7 @@ class Registry:
         return os.path.join(self.directory, '%s.json' % check_store_name(name))
 
     def names(self):
-        try:
-            entries = os.listdir(self.directory)
-        except OSError:
-            return []
-        return sorted(entry[:-5] for entry in entries if entry.endswith('.json') and not entry.startswith('.'))
+        return declared_names(self.directory)
 
     def declaration(self, name):
         try:

@@ -381,6 +381,7 @@ class RemoteSliceWriter(SliceWriter):
         self.handle = opened['handle']
         self.staged = set(opened['staged'])
         self.new_bytes = opened['new_bytes']
+        self._pulled = 0  # bytes a pull (stores/pull.py) staged, counted into new_bytes so far
 
     def staged_digests(self):
         return list(self.staged)
@@ -396,10 +397,7 @@ class RemoteSliceWriter(SliceWriter):
 
     def pull(self, sources, digests, stall):
         """Let the store host fetch ``digests`` itself from ``sources`` (stores/pull.py); False when its agent cannot."""
-        self._pulled = 0
         return self.store.invoke('writer_pull', self.handle, list(sources), list(digests), stall)
-
-    _pulled = 0
 
     def pull_status(self):
         status = self.store.invoke('writer_pull_status', self.handle)

@@ -7,6 +7,8 @@ __metaclass__ = type
 import hashlib
 import os
 
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
+from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 
 
@@ -39,3 +41,10 @@ def sha512_of(path):
         for block in iter(lambda: handle.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def export_sha512(registry, name, store, dest):
+    """sha512 of the image ``name`` as exported from ``store`` (of ``registry``) to ``dest``."""
+    catalog = Catalog(registry)
+    Export(catalog, catalog.find(name=name), store, str(dest)).run()
+    return sha512_of(str(dest))

@@ -14,11 +14,10 @@ import pytest
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, InvalidArgument, StoreError
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.cleanup import StoreCleanup
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import cinder_volumes
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
 
-from image_files import sha512_of
+from image_files import export_sha512, sha512_of
 from rbd_params import rbd_params
 
 pytestmark = [pytest.mark.ceph, pytest.mark.cinder]
@@ -33,12 +32,6 @@ def sparse_image(path, pieces=((0, 5 * MIB), (13 * MIB, 3 * MIB + 17))):
             handle.seek(offset)
             handle.write(os.urandom(length))
     return str(path)
-
-
-def export_sha512(registry, name, store, dest):
-    catalog = Catalog(registry)
-    Export(catalog, catalog.find(name=name), store, str(dest)).run()
-    return sha512_of(str(dest))
 
 
 def rbd_volume_bytes(ceph_cluster, pool, volume_id):

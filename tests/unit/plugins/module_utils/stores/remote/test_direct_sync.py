@@ -12,21 +12,15 @@ import os
 import pytest
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.images import fanout
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
-from ansible_collections.vmimages.multistore.plugins.module_utils.images.export import Export
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import Registry
 
 from conftest import Sshd
-from image_files import leftovers, sha512_of, stored_slices
+from image_files import export_sha512, leftovers, sha512_of, stored_slices
 
 
 def exported(registry, name, store, tmp_path):
-    """sha512 of the image as exported from ``store``."""
-    catalog = Catalog(registry)
-    dest = str(tmp_path / ('%s-%s.out' % (name, store)))
-    Export(catalog, catalog.find(name=name), store, dest).run()
-    return sha512_of(dest)
+    return export_sha512(registry, name, store, tmp_path / ('%s-%s.out' % (name, store)))
 
 
 def test_a_copy_between_two_other_hosts_goes_host_to_host(remote_store, image_request, make_raw, registry, tmp_path):
