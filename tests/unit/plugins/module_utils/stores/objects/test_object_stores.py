@@ -208,13 +208,13 @@ def test_store_cleanup_removes_what_interrupted_and_cut_short_runs_left(
     image_request(name='b', src=make_raw('b.raw', [2, 3]), stores=['objects']).present(False)
     kept = dict(bucket_keys(bucket))
 
-    def interrupting_refresher(locks, progress):
+    def interrupting_refresher(_transfer, locks, progress, sinks):
         def refresh(index):
             if index == 3:
                 wait_uploaded(writers[-1], 2)
                 raise KeyboardInterrupt()
         return refresh
-    monkeypatch.setattr(Transfer, '_refresher', staticmethod(interrupting_refresher))
+    monkeypatch.setattr(Transfer, '_refresher', interrupting_refresher)
     with pytest.raises(KeyboardInterrupt):
         image_request(name='c', src=make_raw('c.raw', [7, 8, 9, 10, 11]), stores=['objects']).present(False)
     orphans = set(writers[-1].staged_digests())
@@ -408,7 +408,7 @@ def test_an_upload_interrupted_by_a_stopped_radosgw_resumes_with_only_the_rest(
     src = make_raw('a.raw', seeds)
     stopped = []
 
-    def interrupting_refresher(locks, progress):
+    def interrupting_refresher(_transfer, locks, progress, sinks):
         def refresh(index):
             if index == 4 and not stopped:
                 deadline = time.time() + 30
@@ -417,7 +417,7 @@ def test_an_upload_interrupted_by_a_stopped_radosgw_resumes_with_only_the_rest(
                 stopped.append(rgw_stopped(ceph_cluster))
                 stopped[0].__enter__()
         return refresh
-    monkeypatch.setattr(Transfer, '_refresher', staticmethod(interrupting_refresher))
+    monkeypatch.setattr(Transfer, '_refresher', interrupting_refresher)
     try:
         with pytest.raises(TransferInterrupted) as failure:
             image_request(name='a', src=src, stores=['objects']).present(False)

@@ -35,8 +35,8 @@ def test_an_import_cut_by_a_dead_osd_fails_in_time_and_the_rerun_writes_only_the
     stopped = []
     original = Transfer._refresher
 
-    def stopping_refresher(locks, progress):
-        refresh = original(locks, progress)
+    def stopping_refresher(transfer, locks, progress, sinks):
+        refresh = original(transfer, locks, progress, sinks)
 
         def stop_then_refresh(index):
             if index == STOP_AFTER and not stopped:
@@ -44,14 +44,14 @@ def test_an_import_cut_by_a_dead_osd_fails_in_time_and_the_rerun_writes_only_the
                 stopped[0].__enter__()
             refresh(index)
         return stop_then_refresh
-    monkeypatch.setattr(Transfer, '_refresher', staticmethod(stopping_refresher))
+    monkeypatch.setattr(Transfer, '_refresher', stopping_refresher)
     try:
         with pytest.raises(MultistoreError) as failure:
             image_request(name=name, src=src, stores=['ceph']).present(False)
     finally:
         if stopped:
             stopped[0].__exit__(None, None, None)
-    monkeypatch.setattr(Transfer, '_refresher', staticmethod(original))
+    monkeypatch.setattr(Transfer, '_refresher', original)
     message = str(failure.value)
     assert stopped and "store 'ceph'" in message, message
     assert 'did not answer within %d s (op_timeout)' % OP_TIMEOUT in message and 'OSDs of pool' in message, message
