@@ -8,6 +8,8 @@ Contenders:
   rbd import        `rbd import SRC pool/name` (the rbd CLI, client.admin), nothing else
   rbd import+sums   the same, then `md5sum` and `sha512sum` of SRC: the digests Glance records, which the
                     engine computes in the same pass
+  rbd import | digests  `rbd import` with md5sum, sha512sum and a sha256-per-4-MiB pass running beside it (three
+                    processes): the floor of any importer that writes the same record (benchlib.RecordDigests)
   engine raw        the image module's import (ImageRequest.present) of the raw file into an rbd store:
                     md5 + sha512 of the image, sha256 per 4 MiB, format inspection, librbd aio writes,
                     snapshot, protection, record
@@ -124,6 +126,12 @@ def run(args, eng, scratch, cluster, size):
         keep('rbd import+sums', timed)
 
         caches.before_run(src)
+        with Timed() as timed, benchlib.RecordDigests(src):
+            rbd_cli(cluster, 'import', '--no-progress', src, '%s/%s' % (pool, name))
+        rbd_cli(cluster, 'rm', '--no-progress', '%s/%s' % (pool, name))
+        keep('rbd import | digests', timed)
+
+        caches.before_run(src)
         image = 'bench-%s' % uuid.uuid4().hex[:8]
         with Timed() as timed:
             request = eng.ImageRequest(eng.Catalog(registry), benchlib.image_params(name=image, src=src, stores=['ceph']))
@@ -156,7 +164,7 @@ def run(args, eng, scratch, cluster, size):
     print('\n%d MiB image, %s; best of %d rounds' % (size // MIB, caches.describe(), args.repeat))
     # cpu s: this process and its children (the rbd CLI, md5sum...), not the OSD; CPU s/GB: the same per 1e9 bytes
     print('%-24s %8s %8s %8s %6s %10s' % ('contender', 'wall s', 'cpu s', 'CPU s/GB', 'cores', 'GB/s'))
-    for name in ('rbd import', 'rbd import+sums', 'engine raw', 'qemu-img + rbd import', 'engine qcow2'):
+    for name in ('rbd import', 'rbd import+sums', 'rbd import | digests', 'engine raw', 'qemu-img + rbd import', 'engine qcow2'):
         if name not in best:
             continue
         timed = best[name]
@@ -166,14 +174,19 @@ def run(args, eng, scratch, cluster, size):
     raw_ratio = best['engine raw'].wall / best['rbd import'].wall
     qcow2_ratio = best['engine qcow2'].wall / best['qemu-img + rbd import'].wall if 'engine qcow2' in best else None
     sums_ratio = best['engine raw'].wall / best['rbd import+sums'].wall
+    floor_ratio = best['rbd import | digests'].wall / best['rbd import'].wall
+    engine_over_floor = best['engine raw'].wall / best['rbd import | digests'].wall
     print('\nratio engine raw / rbd import: %.2fx (time; below 1 is faster)' % raw_ratio)
     print('ratio engine raw / (rbd import + md5sum + sha512sum): %.2fx' % sums_ratio)
+    print('floor: rbd import with the record\'s digests (md5, sha512, sha256 per slice) beside it / rbd import: %.2fx;'
+          ' engine raw / that floor: %.2fx' % (floor_ratio, engine_over_floor))
     if qcow2_ratio is not None:
         print('ratio engine qcow2 / (qemu-img convert + rbd import): %.2fx' % qcow2_ratio)
     if args.json:
         with open(args.json, 'w') as handle:
             json.dump({'size': size, 'loadavg': os.getloadavg(), 'results': dict((name, timed.as_dict()) for name, timed in best.items()),
-                       'ratio_raw': raw_ratio, 'ratio_raw_with_sums': sums_ratio, 'ratio_qcow2': qcow2_ratio}, handle, indent=1)
+                       'ratio_raw': raw_ratio, 'ratio_raw_with_sums': sums_ratio,
+                       'ratio_floor': floor_ratio, 'ratio_raw_over_floor': engine_over_floor, 'ratio_qcow2': qcow2_ratio}, handle, indent=1)
     return 0
 
 

@@ -5,7 +5,9 @@
 """Uploads into and downloads from an s3 store (radosgw), against a plain boto3 multipart transfer.
 
 One source file of distinct random 4 MiB blocks (no zero and no repeated block: dedup cannot skip work).
-Upload: (a) boto3 upload_file with a TransferConfig of 8 threads (8 MiB parts), the reference; (b) a
+Upload: (a) boto3 upload_file with a TransferConfig of 8 threads (8 MiB parts), the reference; (a') the same
+with md5sum, sha512sum and a sha256-per-slice pass running beside it (benchlib.RecordDigests): the floor of
+any import that writes the record the engine writes; (b) a
 minimal slice upload: read, sha256 per 4 MiB, the store's slice writer (HEAD + PUT on 8 threads), no
 other hashing; (c) the engine's import into an s3 store (md5 + sha512 of the image, sha256 per slice,
 format inspection, the slice writer, then the slice list and the record). Download: (a) boto3
@@ -156,6 +158,15 @@ def run_boto3_upload(rgw, client, buckets, src, size):
     return timing, {'bucket': bucket}
 
 
+def run_floor_upload(client, buckets, src):
+    """boto3's upload with the record's digests computed beside it: the floor of an import that writes the record."""
+    bucket = buckets.new()
+    client.create_bucket(Bucket=bucket)
+    with Timed() as timing, benchlib.RecordDigests(src):
+        client.upload_file(src, bucket, 'image.raw', Config=transfer_config())
+    return timing
+
+
 def run_writer_upload(eng, scratch, rgw, buckets, src, size):
     """Read + sha256 + the store's slice writer: the least the store's upload path has to do."""
     bucket = buckets.new()
@@ -240,7 +251,7 @@ def main():
     caches = benchlib.Caches(args.cold)
     eng = benchlib.engine()
     spy = WriterSpy()
-    up = {'boto3': [], 'writer': [], 'engine': []}
+    up = {'boto3': [], 'floor': [], 'writer': [], 'engine': []}
     down = {'boto3': [], 'slices': [], 'engine': []}
     checks = []
 
@@ -258,12 +269,14 @@ def main():
             print('before: %s' % benchlib.load_note())
             last_import = None
             for round_number in range(args.repeat):
-                order = ['boto3', 'writer', 'engine'] if round_number % 2 == 0 else ['engine', 'writer', 'boto3']
+                order = ['boto3', 'floor', 'writer', 'engine'] if round_number % 2 == 0 else ['engine', 'writer', 'floor', 'boto3']
                 for name in order:
                     caches.before_run(src)
                     if name == 'boto3':
                         timing, extra = run_boto3_upload(rgw, client, buckets, src, size)
                         upload_bucket = extra['bucket']
+                    elif name == 'floor':
+                        timing = run_floor_upload(client, buckets, src)
                     elif name == 'writer':
                         timing, extra = run_writer_upload(eng, scratch, rgw, buckets, src, size)
                         checks.append(('slice writer uploaded every byte once', extra['new_bytes'] == size))
@@ -312,6 +325,7 @@ def main():
     best_up = dict((name, min(runs, key=lambda t: t.wall)) for name, runs in up.items())
     best_down = dict((name, min(runs, key=lambda t: t.wall)) for name, runs in down.items())
     notes = {'boto3': 'upload_file / download_file, TransferConfig 8 threads, 8 MiB parts',
+             'floor': 'upload_file with md5sum, sha512sum, sha256 per slice beside it (the record\'s digests)',
              'writer': 'read + sha256 per slice + slice writer (HEAD+PUT, 8 threads)',
              'slices': 'read_slices (8 threads, read-ahead) + write + fsync, no hashing',
              'engine': 'import: md5+sha512+sha256, inspection, writer, slice list, record / export: read-ahead, verify, fsync'}
@@ -320,7 +334,7 @@ def main():
     notes['boto3'] = 'upload_file, TransferConfig 8 threads, 8 MiB parts'
     notes['engine'] = 'import: md5+sha512+sha256, inspection, writer, slice list, record'
     rows = []
-    for direction, best, order in (('upload', best_up, ('boto3', 'writer', 'engine')), ('download', best_down, ('boto3', 'slices', 'engine'))):
+    for direction, best, order in (('upload', best_up, ('boto3', 'floor', 'writer', 'engine')), ('download', best_down, ('boto3', 'slices', 'engine'))):
         for name, timing in [(name, best[name]) for name in order]:
             rows.append(['%s %s' % (direction, name), '%.2f' % timing.wall, '%.3f' % gbps(size, timing.wall), '%.2f' % timing.cores,
                          (notes if direction == 'upload' else notes_down)[name]])
@@ -336,9 +350,13 @@ def main():
     print('after: %s' % benchlib.load_note())
     ratios = {'engine_import_over_boto3_upload': best_up['boto3'].wall / best_up['engine'].wall,
               'writer_over_boto3_upload': best_up['boto3'].wall / best_up['writer'].wall,
+              'floor_over_boto3_upload': best_up['boto3'].wall / best_up['floor'].wall,
+              'engine_import_over_floor': best_up['floor'].wall / best_up['engine'].wall,
               'slices_over_boto3_download': best_down['boto3'].wall / best_down['slices'].wall,
               'engine_export_over_boto3_download': best_down['boto3'].wall / best_down['engine'].wall,
               'second_import_bytes_over_image': dedup_bytes / float(size)}
+    print('floor (boto3 upload with the record\'s digests beside it)/boto3 upload throughput %.2f; engine import/floor %.2f'
+          % (ratios['floor_over_boto3_upload'], ratios['engine_import_over_floor']))
     print('ratios: engine import/boto3 upload throughput %.2f; slice writer/boto3 upload %.2f; engine export/boto3 download %.2f; '
           'read_slices/boto3 download %.2f; second import sent %.3f of the image (%d of %d MiB)'
           % (ratios['engine_import_over_boto3_upload'], ratios['writer_over_boto3_upload'], ratios['engine_export_over_boto3_download'],

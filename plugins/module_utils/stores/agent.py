@@ -24,7 +24,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.stores.file im
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores import ssh as _fetching  # noqa: F401 pylint: disable=unused-import
 
 
-shipped_payload = None  # set by ssh.BOOTSTRAP: the zip this agent came in, shipped on by its own pulls (stores/pull.py)
+shipped_payload = None  # set by ssh_channel.BOOTSTRAP: the zip this agent came in, shipped on by its own pulls (stores/pull.py)
 
 
 @remote_methods.agent_methods

@@ -16,7 +16,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.network
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.validation import check_cidr, check_store_name, parse_size
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import LAYOUT, SLICE_HASH, SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.registry import OpenStore
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import choose_address
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh_channel import choose_address
 
 IDENTITY_FORMAT = 'vmimages.multistore/store'
 # The identity fields a declaration sets (the addresses are resolved from the networks); everything else is the store's own.

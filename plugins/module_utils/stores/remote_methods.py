@@ -11,7 +11,7 @@ lock or slice guard name the handle the agent keeps for it. Both ends are genera
 method is one line here. Hand-written stay the session (``open``, ``ping``), the bulk paths (pipelined
 slice puts, streamed slice reads) and the client's handle objects.
 
-Imported by the agent on the store host too: only the modules shipped with it (see ssh.AGENT_MODULES).
+Imported by the agent on the store host too: only the modules shipped with it (see ssh_channel.AGENT_MODULES).
 """
 
 from __future__ import absolute_import, division, print_function

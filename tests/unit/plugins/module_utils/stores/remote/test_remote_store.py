@@ -17,7 +17,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.fs impo
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import ExpiringLock
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.catalog import Catalog
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.declaration import StoreDeclaration, describe
-from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh import choose_address
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.ssh_channel import choose_address
 
 from image_files import leftovers, slice_bytes, stored_slices
 from killed_run import kill_group, start_paused
