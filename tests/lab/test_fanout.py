@@ -8,6 +8,7 @@ role does with multistore_remote_stores. Bytes are counted on the hosts' interfa
 - a copy central -> edge1 run on edge4 (a third host) goes host to host: nothing through edge4;
 - a copy from central to edge1..edge4 sends the image about once over central's sync link, each edge
   fetching from the one before it; every edge exports it byte-identical;
+- so does an import on central into central and edge1..edge4 (written into central, fetched down the chain);
 - edge2's sync link cut mid-fan-out: edge2 fails alone, the others complete, the re-run sends edge2 only
   what it lacks.
 """
@@ -139,6 +140,27 @@ def test_a_fan_out_to_four_edges_sends_the_image_about_once_over_the_central_lin
     for edge in EDGES:
         assert exported_digest(fan_lab, edge, 'fan') == digest
     assert not module(fan_lab, 'central', 'image', {'name': 'fan', 'stores': list(HOSTS)})['changed']
+
+
+@pytest.mark.lab
+def test_an_import_into_central_and_four_edges_sends_the_image_about_once_over_the_central_link(fan_lab):
+    image_bytes = 64 * MIB
+    path = '/srv/fan-import.raw'
+    run_on(fan_lab, 'central', ['dd', 'if=/dev/urandom', 'of=%s' % path, 'bs=1M', 'count=64', 'status=none'])
+    digest = run_on(fan_lab, 'central', ['sha256sum', path]).split()[0]
+    params = {'name': 'fan-import', 'src': path, 'disk_format': 'raw', 'stores': list(HOSTS)}
+    before = sync_bytes(fan_lab)
+    imported = module(fan_lab, 'central', 'image', params)
+    after = sync_bytes(fan_lab)
+    sent = dict((host, after[host][1] - before[host][1]) for host in HOSTS)
+    print('\nimport fan-out: %s\nsent on eth2: %s' % (imported.get('actions'), sent))
+    assert imported['changed'] and not imported.get('failed'), imported
+    assert imported['actions'] == ['import %s into %s (store to store: edge1 from central, edge2 from edge1, edge3 from edge2, '
+                                   'edge4 from edge3)' % (path, ', '.join(HOSTS))], imported
+    assert image_bytes <= sent['central'] < 1.5 * image_bytes, sent
+    for edge in EDGES:
+        assert exported_digest(fan_lab, edge, 'fan-import') == digest
+    assert not module(fan_lab, 'central', 'image', params)['changed']
 
 
 @pytest.mark.lab

@@ -23,14 +23,18 @@ relayed by the controller, as before, and the result says so.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
 import time
 
-from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import MultistoreError, TransferInterrupted
+from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import ImageError, MultistoreError, TransferInterrupted
 from ansible_collections.vmimages.multistore.plugins.module_utils.images import policy
 
 STALL_SECONDS = 30  # a chain link that delivers nothing that long is passed over (the origin serves the rest)
 POLL_SECONDS = 0.25
 LOCK_REFRESH_SECONDS = 15
+# An import fans out to this many store hosts or more. With one, this host writes it beside the origin, in the same
+# pass: as fast as fetching it afterwards when this host's uplink is shared, faster when it is not.
+IMPORT_FAN_MIN = 2
 
 
 def can_pull(sink, origin):
@@ -129,3 +133,84 @@ class FanOut:
             if served:
                 parts.append('%s from %s' % (sink.store.name, ' and '.join(sorted(served))))
         return ', '.join(parts)
+
+
+def split_import(sinks):
+    """(origin sink, sinks that fetch from it) for an import into ``sinks``; (None, []) when it does not fan out.
+
+    This host reads the source once and writes the origin (a file store on this host, else the most central
+    file store); when IMPORT_FAN_MIN or more of the other targets are file stores on store hosts that can fetch
+    from the origin, they do, down a chain, once the import is staged there (``fan_out_staged``), instead of
+    this host sending every slice to each of them.
+    """
+    files = [sink for sink in sinks if sink.store.declaration.get('type') == 'file' and sink.store.id is not None]
+    if not files:
+        return None, []
+    origin = min(files, key=lambda sink: (callable(getattr(sink.writer, 'pull', None)), policy.central_rank(sink.store)))
+    pulling = [sink for sink in sinks if sink is not origin and can_pull(sink, origin.store)]
+    if len(pulling) < IMPORT_FAN_MIN:
+        return None, []
+    return origin, pulling
+
+
+def fan_out_staged(origin, image_id, slice_list, sinks, refresh, progress, done_before):
+    """After an import staged ``slice_list`` in ``origin`` (its sink, not committed yet), let ``sinks`` fetch it from
+    there down a chain; those whose host cannot get it relayed by this host from the origin's staging. The
+    transfer commits them all (central first) or none. Returns the FanOut (its routes, its notes)."""
+    try:
+        origin.writer.flush()
+    except TransferInterrupted as exc:
+        if not origin.fail_alone:
+            raise
+        origin.error, origin.interrupted = str(exc), True
+    except MultistoreError as exc:
+        origin.error = str(exc)
+    if origin.error:
+        for sink in sinks:
+            sink.error = ("store '%s' was to fetch the image from store '%s', whose import failed (%s); run again"
+                          % (sink.store.name, origin.store.name, origin.error))
+        return None
+    for sink in sinks:
+        sink.writer.plan(slice_list)
+    digests = sorted(slice_list.digests())
+    lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
+                   for sink in sinks)
+    lengths = dict((digest, slice_list.slice_length(index)) for index, digest in enumerate(slice_list.slices) if digest)
+    fan = FanOut(image_id, origin.store, sinks, lacking, lengths, origin_staged=True).start()
+    progress.set_total(done_before + fan.bytes_total())
+    relayed = fan.wait(refresh, progress, done_before)
+    if relayed:
+        progress.set_total(done_before + sum(fan.pulled.values()) + sum(
+            lengths[digest] for digest in set().union(*[lacking[sink.store.name] for sink in relayed])))
+        _relay_staged(origin.store, image_id, relayed, lacking, refresh, progress, done_before + sum(fan.pulled.values()))
+    return fan
+
+
+def deliver(slices, sinks, lacking, corrupt):
+    """Write each (digest, data) of ``slices``, verified, to the sinks lacking it; yield its length after each. Stops
+    once every sink failed (the caller weighs that). ``corrupt(digest)``: the error for bytes that do not match."""
+    for digest, data in slices:
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise corrupt(digest)
+        for sink in sinks:
+            if digest in lacking[sink.store.name]:
+                sink.put(digest, data)
+        if all(sink.error for sink in sinks):
+            return
+        yield len(data)
+
+
+def _relay_staged(origin, image_id, sinks, lacking, refresh, progress, done_before):
+    """Read what ``sinks`` lack once from the origin's staging, and write each slice to those lacking it. When every
+    one of them failed, the transfer's commit step weighs the failures (allow_failure)."""
+    wanted = sorted(set().union(*[lacking[sink.store.name] for sink in sinks]))
+    refreshed = time.time()
+    done = done_before
+    for length in deliver(origin.backend.read_staged_slices(image_id, wanted, STALL_SECONDS), sinks, lacking,
+                          lambda digest: ImageError("slice %s of image %s does not match its digest in store '%s' (staged by this "
+                                                    "import): run again" % (digest, image_id, origin.name))):
+        done += length
+        if time.time() - refreshed > LOCK_REFRESH_SECONDS:
+            refresh(0)
+            refreshed = time.time()
+        progress.advance_to(done)

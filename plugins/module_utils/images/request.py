@@ -24,7 +24,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.validat
     check_glance_int, check_image_id, check_image_name, check_properties, check_tags, parse_checksum, parse_size)
 from ansible_collections.vmimages.multistore.plugins.module_utils.formats.inspector import (
     CONTAINER_FORMATS, DISK_FORMATS, check_declared)
-from ansible_collections.vmimages.multistore.plugins.module_utils.images import policy
+from ansible_collections.vmimages.multistore.plugins.module_utils.images import fanout, policy
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.records import MUTABLE_FIELDS, digest_of, new_record
 from ansible_collections.vmimages.multistore.plugins.module_utils.images.transaction import (
     Transfer, clone_into, copy_from, remove_copy, update_records)
@@ -387,12 +387,15 @@ class ImageRequest:
                 source.listener = progress.note
                 if source.last_event:
                     progress.note(source.last_event)  # this attempt started over: say why
+            # Store hosts that can fetch the image from the store this host writes get it from there, down a chain.
+            first, pulling = fanout.split_import(sinks)
+            written = [sink for sink in sinks if sink not in pulling]
             reader = source.open()
             progress.set_total(getattr(reader, 'expected_size', None))
-            for sink in sinks:
+            for sink in written:
                 sink.writer.expect(getattr(reader, 'expected_size', None))
             try:
-                result = pipeline.run(reader, sinks, extra_algorithms=extra, on_slice=refresh,
+                result = pipeline.run(reader, written, extra_algorithms=extra, on_slice=refresh,
                                       observers=[verifier.update] if verifier else ())
             finally:
                 reader.close()
@@ -417,6 +420,10 @@ class ImageRequest:
                 record['source'] = origin
             if self.datablock:
                 record['datablock'] = self.datablock.describe()
+            if pulling:
+                fan = fanout.fan_out_staged(first, image_id, result.slice_list, pulling, refresh, progress, result.size)
+                if fan is not None:
+                    self._note_route(fan)
             return record, result.slice_list
 
         self._transfer(image_id, targets, placeholder, move_data)

@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import hashlib
+import functools
 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.clock import utc_now
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors import (
@@ -261,18 +261,17 @@ def _relay(source_store, image_id, slice_list, sinks, lacking, refresh, others_r
     wanted = [digest for digest in sorted(slice_list.digests()) if any(digest in lacking[sink.store.name] for sink in sinks)]
     if not wanted:
         return
-    for count, (digest, data) in enumerate(source_store.backend.read_image_slices(image_id, slice_list, wanted), 1):
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ImageError("slice %s of image %s is corrupt in store '%s': delete the image from that store and copy it there again from another"
-                             % (digest, image_id, source_store.name))
-        for sink in sinks:
-            if digest in lacking[sink.store.name]:
-                sink.put(digest, data)
-        if all(sink.error for sink in sinks):
-            if others_running:
-                return  # the targets fetching on their own go on; the transfer's commit step weighs the failures
-            raise StoreError('; '.join(sink.error for sink in sinks))
+    slices = source_store.backend.read_image_slices(image_id, slice_list, wanted)
+    corrupt = functools.partial(_corrupt, image_id, source_store)
+    for count, _length in enumerate(fanout.deliver(slices, sinks, lacking, corrupt), 1):
         refresh(count)
+    if all(sink.error for sink in sinks) and not others_running:  # else the targets fetching on their own go on
+        raise StoreError('; '.join(sink.error for sink in sinks))
+
+
+def _corrupt(image_id, source_store, digest):
+    return ImageError("slice %s of image %s is corrupt in store '%s': delete the image from that store and copy it there again from another"
+                      % (digest, image_id, source_store.name))
 
 
 def clone_into(targets, parent_id, image_id, record):

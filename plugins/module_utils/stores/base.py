@@ -62,6 +62,9 @@ class SliceWriter:
         """Slices already staged (adopted from an interrupted run or written by this one)."""
         raise NotImplementedError
 
+    def flush(self):
+        """Make the slices put so far readable as staged (by a store host fetching them) before the commit."""
+
     def commit(self):
         """Make every staged slice durable and visible."""
         raise NotImplementedError

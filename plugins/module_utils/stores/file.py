@@ -41,6 +41,7 @@ from ansible_collections.vmimages.multistore.plugins.module_utils.common.errors 
 from ansible_collections.vmimages.multistore.plugins.module_utils.common.locks import DEFAULT_WAIT, ExpiringLock, SliceGuard
 from ansible_collections.vmimages.multistore.plugins.module_utils.slices.slice_list import SLICE_SIZE
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.base import SliceWriter
+from ansible_collections.vmimages.multistore.plugins.module_utils.stores.pull import StagedSlices
 from ansible_collections.vmimages.multistore.plugins.module_utils.stores.repository import (
     Blobs, Leftover, SliceRepository, ordered_window, slice_key)
 
@@ -480,6 +481,13 @@ class FileStore(SliceRepository):
     def slice_path(self, digest):
         """The slice's file (image exports clone from it)."""
         return self.blobs.path(slice_key(digest))
+
+    def read_staged_slices(self, image_id, digests, stall):
+        """Yield (digest, data) for slices of ``image_id`` that a transfer still stages here (or stored ones), each
+        waited for while that transfer makes progress (stores/pull.py StagedSlices)."""
+        reader = StagedSlices(self, image_id, stall)
+        for digest in digests:
+            yield digest, reader.read(digest)
 
 
 def _size_of(path):

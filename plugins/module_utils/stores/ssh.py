@@ -51,6 +51,9 @@ class RemoteSliceWriter(SliceWriter):
         self.new_bytes += len(data)
         return True
 
+    def flush(self):
+        self.store.agent().call('ping')  # the pipelined puts are sent and staged (or their failure raised) once it answers
+
     def pull(self, sources, digests, stall):
         """Let the store host fetch ``digests`` itself from ``sources`` (stores/pull.py); False when its agent cannot."""
         return self.store.invoke('writer_pull', self.handle, list(sources), list(digests), stall)
@@ -208,6 +211,10 @@ class SshFileStore(Store):
 
     def read_slices(self, digests):
         return self.agent().stream_slices(list(digests))
+
+    def read_staged_slices(self, image_id, digests, stall):
+        """FileStore.read_staged_slices on the store host: slices another transfer still stages there, streamed."""
+        return self.agent().stream_slices(list(digests), staged_for=image_id, stall=stall)
 
     def slice_writer(self, image_id):
         return RemoteSliceWriter(self, image_id)

@@ -107,3 +107,65 @@ def test_a_chain_link_that_stalls_is_passed_over(remote_store, image_request, ma
     # the next run completes edge1
     again = image_request(name='d', stores=['central', 'edge1', 'edge2'])
     assert again.present(False) is True and again.result()['stores'] == ['central', 'edge1', 'edge2']
+
+
+def test_an_import_into_many_store_hosts_is_written_once_and_fans_out(remote_store, image_request, make_raw, registry, tmp_path):
+    paths = dict((name, remote_store(name, site_role='central' if name == 'central' else 'edge')) for name in ('central', 'edge1', 'edge2'))
+    src = make_raw('e.raw', [31, 32, None, 33, 31])
+    imported = image_request(name='e', src=src, stores=['edge2', 'central', 'edge1'])
+    assert imported.present(False) is True
+    assert imported.actions == ['import %s into edge2, central, edge1 (store to store: edge1 from central, edge2 from edge1)' % src], \
+        imported.actions
+    assert imported.result()['stores'] == ['central', 'edge1', 'edge2']
+    for name, path in paths.items():
+        assert exported(registry, 'e', name, tmp_path) == sha512_of(src)
+        assert leftovers(path) == ['images/%s' % imported.result()['id']]
+    assert stored_slices(paths['edge2']) == stored_slices(paths['central'])
+    assert image_request(name='e', src=src, stores=['edge2', 'central', 'edge1']).present(False) is False
+
+
+def host_with_registry(tmp_path, name):
+    """(sshd, registry) of a store host with a registry of its own (what that host declares, and nothing else)."""
+    own = Registry(str(tmp_path / ('%s-host-registry' % name)))
+    directory = str(tmp_path / ('sshd-%s' % name))
+    os.mkdir(directory)
+    return Sshd(directory, own.directory), own
+
+
+def test_an_import_fans_out_from_a_store_on_this_host(sshd, image_request, make_raw, registry, tmp_path):
+    """The origin is this host's own store: the store hosts fetch from it over SSH, as they register it (role:
+    multistore_remote_stores); one that cannot gets the image relayed by this host from the staged import."""
+    central = str(tmp_path / 'central')
+    StoreDeclaration(registry, {'name': 'central', 'path': central, 'site_role': 'central'}).present(check_mode=False)
+    edge1_host, edge1_registry = host_with_registry(tmp_path, 'edge1')
+    lonely, lonely_registry = host_with_registry(tmp_path, 'edge9')
+    try:
+        paths = {}
+        for name, host, own in (('edge1', edge1_host, edge1_registry), ('edge9', lonely, lonely_registry)):
+            paths[name] = str(tmp_path / 'remote' / name)
+            StoreDeclaration(own, {'name': name, 'path': paths[name], 'site_role': 'edge'}).present(check_mode=False)
+            StoreDeclaration(registry, dict(host.connection(), name=name, path=paths[name])).present(check_mode=False)
+        # edge1's host reaches this host's store over SSH; edge9's host does not know it
+        StoreDeclaration(edge1_registry, dict(sshd.connection(), name='central', path=central)).present(check_mode=False)
+        src = make_raw('f.raw', [41, 42, 43])
+        imported = image_request(name='f', src=src, stores=['central', 'edge1', 'edge9'])
+        assert imported.present(False) is True
+        assert imported.actions == ['import %s into central, edge1, edge9 (store to store: edge1 from central)' % src], \
+            (imported.actions, str(imported.notes))
+        assert len(imported.notes) == 1 and "store 'edge9' has no direct route to central" in imported.notes[0], imported.notes
+        for name in ('central', 'edge1', 'edge9'):
+            assert exported(registry, 'f', name, tmp_path) == sha512_of(src)
+        for path in (central, paths['edge1'], paths['edge9']):
+            assert not os.listdir(os.path.join(path, 'staging'))
+    finally:
+        edge1_host.stop()
+        lonely.stop()
+
+
+def test_an_import_into_one_store_host_beside_the_origin_is_written_in_the_same_pass(remote_store, image_request, make_raw):
+    remote_store('central', site_role='central')
+    remote_store('edge1', site_role='edge')
+    src = make_raw('g.raw', [51, 52])
+    imported = image_request(name='g', src=src, stores=['central', 'edge1'])
+    assert imported.present(False) is True
+    assert imported.actions == ['import %s into central, edge1' % src], imported.actions
