@@ -27,6 +27,11 @@ before and three after, alternating, load average 4.7-8.9 (1 min); throughput ra
                       engine import           slice writer            CPU s/GB: boto3 / writer / engine
   before (9471f00)    0.58 0.50 0.50 (0.50)   0.75 0.83 0.72 (0.75)   2.1 / 3.6-4.1 / 7.5-8.1
   after               0.56 0.60 0.72 (0.60)   0.85 0.96 1.05 (0.96)   2.2-2.4 / 2.3-2.7 / 6.2-6.4
+2026-12-03, `--repeat 2` at 1 GiB (load average 5.3 from the run itself), with the floor contender: boto3 5.84 s,
+  slice writer 5.78 s (1.01x), engine import 8.06 s (0.72x), boto3 with the record's digests beside it 9.49 s
+  (0.62x; the engine is 1.18x faster than that floor). boto3's upload alone keeps both cores busy (client about
+  2.2 CPU s/GB, radosgw and the OSD the rest), so the 3.0 CPU s/GB of md5 + sha512 the record needs bound the
+  engine near 0.78x on this machine.
 The slice writer now costs what boto3 costs (a PUT signed with the slice's sha256, no second hashing, no
 copy into the request head). The engine import is not at 1.0x: it also computes md5 + sha512 + sha256
 (3.5 CPU s/GB) on the two cores radosgw (5.0-5.8 CPU s/GB for these uploads) and the OSD (2.4-3.9) need.
