@@ -138,15 +138,16 @@ class FanOut:
 def split_import(sinks):
     """(origin sink, sinks that fetch from it) for an import into ``sinks``; (None, []) when it does not fan out.
 
-    This host reads the source once and writes the origin (a file store on this host, else the most central
-    file store); when IMPORT_FAN_MIN or more of the other targets are file stores on store hosts that can fetch
-    from the origin, they do, down a chain, once the import is staged there (``fan_out_staged``), instead of
-    this host sending every slice to each of them.
+    This host reads the source once and writes the origin: a central file store (one on this host first), else a
+    file store on this host, else the first other one. When IMPORT_FAN_MIN or more of the other targets are file
+    stores on store hosts that can fetch from the origin, they do, down a chain, once the import is staged there
+    (``fan_out_staged``), instead of this host sending every slice to each of them. A central origin keeps the
+    central-first rule's meaning: if it fails, the edges could not be committed anyway.
     """
     files = [sink for sink in sinks if sink.store.declaration.get('type') == 'file' and sink.store.id is not None]
     if not files:
         return None, []
-    origin = min(files, key=lambda sink: (callable(getattr(sink.writer, 'pull', None)), policy.central_rank(sink.store)))
+    origin = min(files, key=lambda sink: (sink.store.site_role != 'central', callable(getattr(sink.writer, 'pull', None)), sink.store.name))
     pulling = [sink for sink in sinks if sink is not origin and can_pull(sink, origin.store)]
     if len(pulling) < IMPORT_FAN_MIN:
         return None, []
