@@ -135,6 +135,21 @@ class FanOut:
         return ', '.join(parts)
 
 
+def lacking_slices(sinks, slice_list):
+    """Ask each destination once what it lacks of ``slice_list`` (slices it has, or staged by an interrupted run, stay
+    put): ({store name: set of digests}, {digest: length})."""
+    digests = sorted(slice_list.digests())
+    lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
+                   for sink in sinks)
+    lengths = dict((digest, slice_list.slice_length(index)) for index, digest in enumerate(slice_list.slices) if digest)
+    return lacking, lengths
+
+
+def wanted_bytes(sinks, lacking, lengths):
+    """The bytes of the slices at least one of ``sinks`` lacks, each counted once (it is read once)."""
+    return sum(lengths[digest] for digest in set().union(*[lacking[sink.store.name] for sink in sinks]))
+
+
 def split_import(sinks):
     """(origin sink, sinks that fetch from it) for an import into ``sinks``; (None, []) when it does not fan out.
 
@@ -173,16 +188,12 @@ def fan_out_staged(origin, image_id, slice_list, sinks, refresh, progress, done_
         return None
     for sink in sinks:
         sink.writer.plan(slice_list)
-    digests = sorted(slice_list.digests())
-    lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
-                   for sink in sinks)
-    lengths = dict((digest, slice_list.slice_length(index)) for index, digest in enumerate(slice_list.slices) if digest)
+    lacking, lengths = lacking_slices(sinks, slice_list)
     fan = FanOut(image_id, origin.store, sinks, lacking, lengths, origin_staged=True).start()
     progress.set_total(done_before + fan.bytes_total())
     relayed = fan.wait(refresh, progress, done_before)
     if relayed:
-        progress.set_total(done_before + sum(fan.pulled.values()) + sum(
-            lengths[digest] for digest in set().union(*[lacking[sink.store.name] for sink in relayed])))
+        progress.set_total(done_before + sum(fan.pulled.values()) + wanted_bytes(relayed, lacking, lengths))
         _relay_staged(origin.store, image_id, relayed, lacking, refresh, progress, done_before + sum(fan.pulled.values()))
     return fan
 

@@ -230,15 +230,11 @@ def copy_from(source_store, image_id, record, slice_list, on_route=None):
                 continue  # copied inside the backend (rbd deep copy in one cluster): no data through this host
             sink.writer.plan(slice_list)
             sinks.append(sink)
-        digests = sorted(slice_list.digests())
-        # Ask each destination once what it lacks (slices it has, or staged by an interrupted run, stay put).
-        lacking = dict((sink.store.name, set(sink.store.backend.missing_slices(digests)) - set(sink.writer.staged_digests()))
-                       for sink in sinks)
-        lengths = dict((digest, slice_list.slice_length(index)) for index, digest in enumerate(slice_list.slices) if digest)
+        lacking, lengths = fanout.lacking_slices(sinks, slice_list)
         pulling = [sink for sink in sinks if fanout.can_pull(sink, source_store)]
         fan = fanout.FanOut(image_id, source_store, pulling, lacking, lengths).start() if pulling else None
         relayed = [sink for sink in sinks if sink not in pulling] + (fan.relay if fan else [])
-        total = _wanted_bytes(relayed, lacking, lengths)
+        total = fanout.wanted_bytes(relayed, lacking, lengths)
         progress.set_total(total + (fan.bytes_total() if fan else 0))
         _relay(source_store, image_id, slice_list, relayed, lacking, refresh, others_running=bool(fan and fan.running))
         if fan is not None:
@@ -250,10 +246,6 @@ def copy_from(source_store, image_id, record, slice_list, on_route=None):
         return record, slice_list
 
     return move_data
-
-
-def _wanted_bytes(sinks, lacking, lengths):
-    return sum(lengths[digest] for digest in set().union(*[lacking[sink.store.name] for sink in sinks]))
 
 
 def _relay(source_store, image_id, slice_list, sinks, lacking, refresh, others_running=False):
